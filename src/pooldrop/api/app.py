@@ -1,0 +1,62 @@
+"""The ASGI application: ``create_app(settings)`` builds everything in the lifespan, no I/O before."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from pooldrop import __version__
+from pooldrop.api import problems
+from pooldrop.api.routes import admin, auth, health, pools
+from pooldrop.blobs import BlobStore
+from pooldrop.bus import Bus
+from pooldrop.clock import Clock
+from pooldrop.config import Settings
+from pooldrop.services.runtime import start_runtime, stop_runtime
+from pooldrop.services.scheduler import Scheduler, default_jobs
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    blobs: BlobStore | None = None,
+    bus: Bus | None = None,
+    run_scheduler: bool = True,
+) -> FastAPI:
+    """Build the app. Backends are opened when it starts, not here.
+
+    Tests inject a fake ``clock``, a ``blobs`` store or a ``bus``, and may turn the background
+    scheduler off to drive ``app.state.scheduler.run_once()`` themselves.
+    """
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = await start_runtime(settings, clock=clock, blobs=blobs, bus=bus)
+        app.state.runtime = rt
+        scheduler = Scheduler(rt, default_jobs())
+        app.state.scheduler = scheduler
+        if run_scheduler:
+            scheduler.start()
+        try:
+            yield
+        finally:
+            await scheduler.stop()
+            await stop_runtime(rt)
+
+    app = FastAPI(
+        title="pooldrop",
+        version=__version__,
+        summary="File drop box for pools of client applications.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    problems.install(app)
+    for module in (health, auth, pools, admin):
+        app.include_router(module.router)
+    app.include_router(auth.legacy)
+    return app

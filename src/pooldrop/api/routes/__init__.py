@@ -1,0 +1,1 @@
+"""The API's routers, in the order they are mounted."""

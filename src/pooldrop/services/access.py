@@ -1,0 +1,62 @@
+"""Pool-scoped authorization: what role a principal holds in a pool, and whether it may act.
+
+A principal that is not a member gets NotFound, never Forbidden, so pool ids don't leak.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pooldrop.domain.roles import Action, PoolRole, can
+from pooldrop.errors import Forbidden, NotFound
+from pooldrop.services.principals import Principal
+from pooldrop.store.models import Membership, Pool
+
+
+@dataclass(frozen=True)
+class PoolAccess:
+    pool: Pool
+    role: PoolRole
+    principal: Principal
+
+    def can(self, action: Action) -> bool:
+        return can(self.role, action)
+
+
+async def role_in_pool(session: AsyncSession, principal: Principal, pool_id: str) -> PoolRole | None:
+    if principal.kind == "key":
+        return principal.pool_role if principal.pool_id == pool_id else None
+    if principal.is_global_admin:
+        return PoolRole.admin
+    role = await session.scalar(
+        select(Membership.role).where(
+            Membership.pool_id == pool_id, Membership.user_id == principal.id
+        )
+    )
+    return PoolRole(role) if role else None
+
+
+async def pool_access(
+    session: AsyncSession,
+    principal: Principal,
+    pool_id: str,
+    action: Action = Action.pool_read,
+    *,
+    for_update: bool = False,
+) -> PoolAccess:
+    """The pool and the caller's role in it, or NotFound / Forbidden."""
+    role = await role_in_pool(session, principal, pool_id)
+    pool = None
+    if role is not None:
+        stmt = select(Pool).where(Pool.id == pool_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        pool = await session.scalar(stmt)
+    if pool is None or role is None:
+        raise NotFound("no such pool")
+    if not can(role, action):
+        raise Forbidden(f"your role in this pool ({role}) may not do this")
+    return PoolAccess(pool=pool, role=role, principal=principal)

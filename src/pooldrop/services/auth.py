@@ -1,0 +1,195 @@
+"""Users, passwords, sessions and access tokens.
+
+An access token is a short-lived HS256 JWT naming a server-side session (``sid``); every request
+checks the session, so logout (revoking it) stops the token at once. Pool keys (``pdk_...``) are
+resolved here too, so the API has one ``authenticate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pooldrop.domain.roles import GlobalRole, PoolRole
+from pooldrop.domain.validation import validate_password, validate_username
+from pooldrop.errors import Forbidden, Unauthenticated, UsernameTaken
+from pooldrop.services.principals import Principal
+from pooldrop.services.runtime import Runtime
+from pooldrop.store.db import UnitOfWork
+from pooldrop.store.models import ApiKey, AuthSession, User
+from pooldrop.store.types import new_id
+
+JWT_ALGORITHM = "HS256"
+KEY_PREFIX = "pdk_"
+
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+# Verifying against this keeps the time of "no such user" equal to "wrong password".
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    user: User
+    access_token: str
+    expires_in: int
+
+
+async def hash_password(password: str) -> str:
+    # argon2 is deliberately slow: keep it off the event loop.
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def verify_password(password_hash: str, password: str) -> bool:
+    def _verify() -> bool:
+        try:
+            return _hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(_verify)
+
+
+def hash_secret(secret: str) -> str:
+    # Key and enrolment secrets are 256-bit random: a fast hash is enough and keeps lookups cheap.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def _issue(rt: Runtime, uow: UnitOfWork, user: User) -> IssuedToken:
+    now = rt.clock.now()
+    session = AuthSession(
+        id=new_id(),
+        user_id=user.id,
+        created_at=now,
+        expires_at=now + timedelta(seconds=rt.settings.session_ttl),
+    )
+    uow.session.add(session)
+    ttl = rt.settings.access_token_ttl
+    claims = {
+        "sub": user.id,
+        "sid": session.id,
+        "typ": "access",
+        "iat": int(now.timestamp()),
+        "exp": int(now.timestamp()) + ttl,
+    }
+    token = jwt.encode(claims, rt.secret, algorithm=JWT_ALGORITHM)
+    return IssuedToken(user=user, access_token=token, expires_in=ttl)
+
+
+async def signup(rt: Runtime, uow: UnitOfWork, username: str, password: str) -> IssuedToken:
+    username = validate_username(username)
+    validate_password(password)
+    s = uow.session
+    users = await s.scalar(select(func.count()).select_from(User)) or 0
+    if users and not rt.settings.open_signup:
+        raise Forbidden("signup is closed on this server; ask an admin for an account")
+    if await s.scalar(select(User.id).where(User.username == username)):
+        raise UsernameTaken(f"username {username!r} is taken")
+    user = User(
+        id=new_id(),
+        username=username,
+        password_hash=await hash_password(password),
+        role=GlobalRole.admin if users == 0 else GlobalRole.user,
+        created_at=rt.clock.now(),
+    )
+    s.add(user)
+    return await _issue(rt, uow, user)
+
+
+async def login(
+    rt: Runtime, uow: UnitOfWork, username: str, password: str, address: str
+) -> IssuedToken:
+    keys = [f"user:{username.lower()}", f"addr:{address}"]
+    mono = asyncio.get_running_loop().time()
+    rt.login_limiter.check(keys, mono)
+    user = await uow.session.scalar(select(User).where(User.username == username))
+    ok = await verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    if not user or not ok or user.disabled:
+        rt.login_limiter.hit(keys, mono)
+        raise Unauthenticated("wrong username or password")
+    rt.login_limiter.reset(keys[:1])
+    return await _issue(rt, uow, user)
+
+
+async def logout(rt: Runtime, uow: UnitOfWork, principal: Principal) -> None:
+    if principal.kind != "user" or principal.session_id is None:
+        raise Forbidden("keys have no session to end; revoke the key instead")
+    session = await uow.session.get(AuthSession, principal.session_id)
+    if session and session.revoked_at is None:
+        session.revoked_at = rt.clock.now()
+
+
+async def authenticate(rt: Runtime, session: AsyncSession, credential: str) -> Principal:
+    if credential.startswith(KEY_PREFIX):
+        return await _authenticate_key(session, credential)
+    try:
+        claims = jwt.decode(
+            credential,
+            rt.secret,
+            algorithms=[JWT_ALGORITHM],
+            # Expiry is checked below against the injected clock, so tests can move time.
+            options={"require": ["exp", "sub", "sid"], "verify_exp": False, "verify_iat": False},
+        )
+    except jwt.PyJWTError:
+        raise Unauthenticated("invalid access token") from None
+    if claims.get("typ") != "access":
+        raise Unauthenticated("not an access token")
+    if not isinstance(claims["exp"], int) or claims["exp"] <= rt.clock.now().timestamp():
+        raise Unauthenticated("access token expired; log in again")
+    row = (
+        await session.execute(
+            select(AuthSession, User)
+            .join(User, User.id == AuthSession.user_id)
+            .where(AuthSession.id == claims["sid"], User.id == claims["sub"])
+        )
+    ).first()
+    now = rt.clock.now()
+    if row is None:
+        raise Unauthenticated("session not found")
+    login, user = row
+    if login.revoked_at is not None or login.expires_at <= now or user.disabled:
+        raise Unauthenticated("session ended; log in again")
+    return Principal(
+        id=user.id,
+        kind="user",
+        username=user.username,
+        role=GlobalRole(user.role),
+        session_id=login.id,
+    )
+
+
+def make_key_secret(key_id: str) -> str:
+    return f"{KEY_PREFIX}{key_id.replace('-', '')}_{secrets.token_urlsafe(32)}"
+
+
+def _key_id_from_secret(secret: str) -> str | None:
+    body = secret[len(KEY_PREFIX) :]
+    hex_id, sep, _ = body.partition("_")
+    if not sep or len(hex_id) != 32:
+        return None
+    try:
+        int(hex_id, 16)
+    except ValueError:
+        return None
+    return f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}"
+
+
+async def _authenticate_key(session: AsyncSession, secret: str) -> Principal:
+    key_id = _key_id_from_secret(secret)
+    key = await session.get(ApiKey, key_id) if key_id else None
+    if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
+        raise Unauthenticated("unknown key")
+    if key.revoked_at is not None:
+        raise Unauthenticated("key revoked")
+    return Principal(
+        id=key.id, kind="key", pool_id=key.pool_id, pool_role=PoolRole(key.role), name=key.name
+    )

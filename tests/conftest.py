@@ -1,0 +1,87 @@
+"""Fixtures shared by the whole suite.
+
+Every test that asks for ``db_url`` (directly or through ``server``) runs once per database backend
+in POOLDROP_TEST_DATABASES (default: sqlite and postgresql). A missing service is an error, never a
+skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pooldrop.clock import FakeClock
+from pooldrop.config import Settings
+from tests.support.api import Api
+from tests.support.databases import PostgresTemplates, SqliteTemplates, backends
+from tests.support.server import LiveServer, live_server
+
+START = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def sqlite_templates(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplates:
+    return SqliteTemplates(tmp_path_factory.mktemp("sqlite-template"))
+
+
+@pytest.fixture(scope="session")
+def pg_templates() -> Iterator[PostgresTemplates]:
+    import asyncio
+
+    templates = PostgresTemplates()
+    asyncio.run(templates.setup())
+    yield templates
+    asyncio.run(templates.teardown())
+
+
+@pytest.fixture(params=backends())
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield request.getfixturevalue("sqlite_templates").fresh(tmp_path / "db")
+        return
+    templates: PostgresTemplates = request.getfixturevalue("pg_templates")
+    name, url = await templates.fresh()
+    yield url
+    await templates.drop(name)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        environment="test",
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        storage_url=f"file://{tmp_path / 'blobs'}",
+        bus_url="memory://",
+        secret_key="test-secret-key-that-is-long-enough-for-hs256",
+    )
+
+
+@pytest.fixture
+async def server(settings: Settings, clock: FakeClock) -> AsyncIterator[LiveServer]:
+    async with live_server(settings, clock) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def api(server: LiveServer) -> AsyncIterator[Api]:
+    async with Api(server) as a:
+        yield a
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Nothing in this suite may be skipped: a skip means something was not tested.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if skipped and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if reporter:
+            reporter.write_line(f"error: {skipped} test(s) skipped; every test must run", red=True)
