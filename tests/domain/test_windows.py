@@ -11,8 +11,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US = timedelta(microseconds=1)
 
 
-def at(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def at(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, us: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, us, tzinfo=UTC)
 
 
 def test_bounds() -> None:
@@ -26,8 +28,18 @@ def test_bounds() -> None:
         (at(2026, 1, 1, 0, 7), timedelta(minutes=15), timedelta(0), at(2026, 1, 1)),
         (at(2026, 1, 1, 0, 15), timedelta(minutes=15), timedelta(0), at(2026, 1, 1, 0, 15)),
         (at(2026, 1, 1, 0, 14, 59, 999999), timedelta(minutes=15), timedelta(0), at(2026, 1, 1)),
-        (at(2026, 1, 1, 0, 7), timedelta(minutes=15), timedelta(minutes=10), at(2025, 12, 31, 23, 55)),
-        (at(2026, 1, 1, 0, 10), timedelta(minutes=15), timedelta(minutes=10), at(2026, 1, 1, 0, 10)),
+        (
+            at(2026, 1, 1, 0, 7),
+            timedelta(minutes=15),
+            timedelta(minutes=10),
+            at(2025, 12, 31, 23, 55),
+        ),
+        (
+            at(2026, 1, 1, 0, 10),
+            timedelta(minutes=15),
+            timedelta(minutes=10),
+            at(2026, 1, 1, 0, 10),
+        ),
         (at(2026, 1, 1, 12), timedelta(days=1), timedelta(0), at(2026, 1, 1)),
         # Days are aligned to UTC midnight; an offset moves the boundary (here to 06:00 UTC).
         (at(2026, 1, 1, 5), timedelta(days=1), timedelta(hours=6), at(2025, 12, 31, 6)),
@@ -107,8 +119,15 @@ sizes = st.integers(min_value=MIN_WINDOW // US, max_value=MAX_WINDOW // US).map(
     lambda us: timedelta(microseconds=us)
 )
 round_sizes = st.sampled_from(
-    [MIN_WINDOW, timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1), timedelta(days=1),
-     timedelta(weeks=1), MAX_WINDOW]
+    [
+        MIN_WINDOW,
+        timedelta(minutes=5),
+        timedelta(minutes=15),
+        timedelta(hours=1),
+        timedelta(days=1),
+        timedelta(weeks=1),
+        MAX_WINDOW,
+    ]
 )
 instants = st.datetimes(
     min_value=datetime(1970, 1, 1), max_value=datetime(9999, 10, 1), timezones=st.just(UTC)
