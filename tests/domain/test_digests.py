@@ -2,7 +2,7 @@ import base64
 import hashlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pooldrop.domain import validation
@@ -98,6 +98,7 @@ def test_expected_sha256() -> None:
         expected_sha256("sha-256=garbage")
 
 
+@settings(deadline=None)
 @given(st.binary(min_size=32, max_size=32), st.binary(min_size=64, max_size=64))
 def test_round_trip(d256: bytes, d512: bytes) -> None:
     header = (
@@ -106,6 +107,7 @@ def test_round_trip(d256: bytes, d512: bytes) -> None:
     assert parse_content_digest(header) == {"sha-256": d256, "sha-512": d512}
 
 
+@settings(deadline=None)
 @given(st.text(max_size=60))
 def test_garbage_raises_only_validation_failed(header: str) -> None:
     try:

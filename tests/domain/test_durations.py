@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pooldrop.domain.durations import format_duration, parse_duration
@@ -159,11 +159,13 @@ def test_format_negative_is_a_programming_error() -> None:
 durations = st.timedeltas(min_value=timedelta(0), max_value=timedelta.max)
 
 
+@settings(deadline=None)
 @given(durations)
 def test_format_round_trips(td: timedelta) -> None:
     assert parse_duration(format_duration(td)) == td
 
 
+@settings(deadline=None)
 @given(durations)
 def test_format_is_canonical(td: timedelta) -> None:
     text = format_duration(td)
@@ -172,11 +174,13 @@ def test_format_is_canonical(td: timedelta) -> None:
     assert text == text.strip().lower()
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=0, max_value=10**9))
 def test_integer_seconds_in_any_spelling(n: int) -> None:
     assert parse_duration(n) == parse_duration(str(n)) == parse_duration(f"{n}s") == n * S
 
 
+@settings(deadline=None)
 @given(st.floats(min_value=0, max_value=1e9, allow_nan=False))
 def test_float_seconds_match_decimal_text(x: float) -> None:
     assert parse_duration(x) == parse_duration(repr(x))

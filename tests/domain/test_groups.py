@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pooldrop.domain.groups import (
@@ -225,6 +225,7 @@ instants = st.datetimes(
 )
 
 
+@settings(deadline=None)
 @given(
     ts=instants,
     lag=st.timedeltas(min_value=timedelta(minutes=-5), max_value=timedelta(days=60)),
@@ -257,6 +258,7 @@ def test_next_open_placement_properties(
     assert window_for(placement.window.start, size) == placement.window
 
 
+@settings(deadline=None)
 @given(
     ts=instants,
     lag=st.timedeltas(min_value=timedelta(minutes=-5), max_value=timedelta(days=60)),

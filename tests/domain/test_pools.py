@@ -3,7 +3,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pooldrop.domain.pools import LatePolicy, PoolSettings
@@ -248,6 +248,7 @@ def pool_settings(draw: st.DrawFn) -> PoolSettings:
     )
 
 
+@settings(deadline=None)
 @given(pool_settings())
 def test_output_round_trips(settings: PoolSettings) -> None:
     assert PoolSettings.from_input(**settings.to_output()) == settings

@@ -1,5 +1,5 @@
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pooldrop.domain.sniffing import (
@@ -186,12 +186,14 @@ def test_max_entries_accepted() -> None:
     assert len(validate_forbidden_types(entries + entries)) == MAX_FORBIDDEN_TYPES
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=SNIFF_BYTES), st.text(max_size=20))
 def test_never_crashes_and_reasons_are_sentences(head: bytes, name: str) -> None:
     reason = forbidden_reason(name, head, (*DEFAULT_FORBIDDEN_TYPES, "ole", "wasm", "dex"))
     assert reason is None or reason.endswith("not allowed in this pool")
 
 
+@settings(deadline=None)
 @given(st.binary(min_size=SNIFF_BYTES, max_size=64))
 def test_only_the_leading_bytes_matter(data: bytes) -> None:
     assert forbidden_reason("x", data, ALL_KINDS) == forbidden_reason(

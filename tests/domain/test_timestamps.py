@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pooldrop.domain.timestamps import EPOCH, check_not_future, format_ts, parse_ts
@@ -130,11 +130,13 @@ offsets = st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59).map(
 )
 
 
+@settings(deadline=None)
 @given(instants)
 def test_format_round_trips(dt: datetime) -> None:
     assert parse_ts(format_ts(dt)) == dt
 
 
+@settings(deadline=None)
 @given(instants, offsets)
 def test_any_offset_means_the_same_instant(dt: datetime, tz: timezone) -> None:
     local = dt.astimezone(tz) if 1 < dt.year < 9999 else dt
@@ -144,6 +146,7 @@ def test_any_offset_means_the_same_instant(dt: datetime, tz: timezone) -> None:
     assert parsed.tzinfo is UTC
 
 
+@settings(deadline=None)
 @given(instants)
 def test_unix_seconds_agree_with_rfc3339(dt: datetime) -> None:
     micros = (dt - EPOCH) // timedelta(microseconds=1)

@@ -3,7 +3,7 @@ import unicodedata
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pooldrop.domain.validation import (
@@ -87,6 +87,7 @@ def test_filename_rejects(name: object, fragment: str) -> None:
     assert fragment in info.value.detail
 
 
+@settings(deadline=None)
 @given(st.text(min_size=1, max_size=300))
 def test_filename_accepted_names_are_safe(name: str) -> None:
     try:
@@ -212,6 +213,7 @@ json_values = st.recursive(
 )
 
 
+@settings(deadline=None)
 @given(st.dictionaries(st.text(max_size=5), json_values, max_size=4))
 def test_metadata_text_and_dict_agree(value: dict[str, Any]) -> None:
     text = json.dumps(value)

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pooldrop.domain.windows import MAX_WINDOW, MIN_WINDOW, Window, window_for
@@ -141,6 +141,7 @@ def size_and_offset(draw: st.DrawFn) -> tuple[timedelta, timedelta]:
     return size, timedelta(microseconds=offset_us)
 
 
+@settings(deadline=None)
 @given(instants, size_and_offset())
 def test_every_instant_is_in_exactly_one_window(
     ts: datetime, size_offset: tuple[timedelta, timedelta]
@@ -162,6 +163,7 @@ def test_every_instant_is_in_exactly_one_window(
     assert not window.previous().contains(ts)
 
 
+@settings(deadline=None)
 @given(instants, instants, size_and_offset())
 def test_windows_are_ordered_like_their_instants(
     a: datetime, b: datetime, size_offset: tuple[timedelta, timedelta]

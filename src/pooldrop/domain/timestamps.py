@@ -40,8 +40,7 @@ def _in_range(value: object, dt: datetime) -> datetime:
 
 
 def _from_unix(value: object, seconds: Decimal) -> datetime:
-    if not seconds.is_finite():
-        raise _fail(value, "must be a finite number")
+    """``seconds`` is finite: callers refuse NaN and infinity before building a Decimal."""
     # Range first, so a huge exponent never reaches integer arithmetic.
     if seconds < 0:
         raise _fail(value, f"year must be between {_MIN_YEAR} and {_MAX_YEAR} (UTC)")
