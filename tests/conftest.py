@@ -7,7 +7,9 @@ skip.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,14 +29,18 @@ def sqlite_templates(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate
     return SqliteTemplates(tmp_path_factory.mktemp("sqlite-template"))
 
 
+def _run_in_thread(coro: Coroutine[object, object, None]) -> None:
+    # Session fixtures may be first requested from inside a running test loop.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
 @pytest.fixture(scope="session")
 def pg_templates() -> Iterator[PostgresTemplates]:
-    import asyncio
-
     templates = PostgresTemplates()
-    asyncio.run(templates.setup())
+    _run_in_thread(templates.setup())
     yield templates
-    asyncio.run(templates.teardown())
+    _run_in_thread(templates.teardown())
 
 
 @pytest.fixture(params=backends())
@@ -62,6 +68,9 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         storage_url=f"file://{tmp_path / 'blobs'}",
         bus_url="memory://",
         secret_key="test-secret-key-that-is-long-enough-for-hs256",
+        # Cheap hashes keep the suite fast; production cost is the default.
+        password_time_cost=1,
+        password_memory_kib=1024,
     )
 
 

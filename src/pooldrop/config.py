@@ -20,25 +20,47 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="POOLDROP_", extra="ignore")
 
     environment: str = Field("development", description="`development` or `production`.")
-    data_dir: Path = Field(Path("pooldrop-data"), description="Where the embedded default keeps its files.")
-    database_url: str = Field("", description="SQLAlchemy async URL; default SQLite in the data dir.")
+    data_dir: Path = Field(
+        Path("pooldrop-data"), description="Where the embedded default keeps its files."
+    )
+    database_url: str = Field(
+        "", description="SQLAlchemy async URL; default SQLite in the data dir."
+    )
     storage_url: str = Field("", description="Blob storage URL; default `file://<data_dir>/blobs`.")
-    bus_url: str = Field("memory://", description="Event wake-up bus: memory://, redis://, amqp://.")
+    bus_url: str = Field(
+        "memory://", description="Event wake-up bus: memory://, redis://, amqp://."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
-    secret_key: str = Field("", description="JWT signing key; generated and kept in the data dir if empty.")
+    secret_key: str = Field(
+        "", description="JWT signing key; generated and kept in the data dir if empty."
+    )
     access_token_ttl: int = Field(3600, description="Access token lifetime, seconds.")
     session_ttl: int = Field(30 * 86400, description="Server-side session lifetime, seconds.")
-    open_signup: bool = Field(True, description="Anyone may sign up (the first user is admin regardless).")
-    login_rate_limit: int = Field(10, description="Failed logins per username and per address per window.")
+    open_signup: bool = Field(
+        True, description="Anyone may sign up (the first user is admin regardless)."
+    )
+    login_rate_limit: int = Field(
+        10, description="Failed logins per username and per address per window."
+    )
     login_rate_window: int = Field(300, description="The login rate-limit window, seconds.")
-    clock_skew: int = Field(300, description="How far in the future an upload `ts` may be, seconds.")
+    password_time_cost: int = Field(3, description="argon2id passes (raise for more resistance).")
+    password_memory_kib: int = Field(65536, description="argon2id memory per hash, KiB.")
+    clock_skew: int = Field(
+        300, description="How far in the future an upload `ts` may be, seconds."
+    )
     max_request_files: int = Field(10_000, description="Most files in one batch.")
-    event_retention: int = Field(7 * 86400, description="Events older than this are purged, seconds.")
+    event_retention: int = Field(
+        7 * 86400, description="Events older than this are purged, seconds."
+    )
     scheduler_interval: float = Field(1.0, description="Seconds between scheduler passes.")
-    transfer_expiry: int = Field(86400, description="Incomplete resumable uploads expire after, seconds.")
-    ws_idle_timeout: float = Field(120.0, description="Close a WebSocket that sent nothing for this long.")
+    transfer_expiry: int = Field(
+        86400, description="Incomplete resumable uploads expire after, seconds."
+    )
+    ws_idle_timeout: float = Field(
+        120.0, description="Close a WebSocket that sent nothing for this long."
+    )
     download_redirect: bool = Field(False, description="Redirect downloads to presigned URLs (S3).")
     log_level: str = "info"
 
@@ -51,7 +73,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_placeholder_secret_in_production(self) -> Settings:
-        if self.environment == "production" and self.secret_key.strip().lower() in _PLACEHOLDER_SECRETS:
+        if (
+            self.environment == "production"
+            and self.secret_key.strip().lower() in _PLACEHOLDER_SECRETS
+        ):
             raise ValueError("POOLDROP_SECRET_KEY must be set to a real secret in production")
         return self
 

@@ -13,8 +13,12 @@ from tests.support.server import LiveServer
 
 
 async def test_first_user_is_admin_then_users(api: Api) -> None:
-    r1 = await api.anon.post("/api/v1/auth/signup", json={"username": "alice", "password": "pw-alice-123"})
-    r2 = await api.anon.post("/api/v1/auth/signup", json={"username": "bob", "password": "pw-bob-1234"})
+    r1 = await api.anon.post(
+        "/api/v1/auth/signup", json={"username": "alice", "password": "pw-alice-123"}
+    )
+    r2 = await api.anon.post(
+        "/api/v1/auth/signup", json={"username": "bob", "password": "pw-bob-1234"}
+    )
     assert r1.status_code == 201 and r2.status_code == 201
     assert r1.json()["role"] == "admin"
     assert r2.json()["role"] == "user"
@@ -24,7 +28,9 @@ async def test_first_user_is_admin_then_users(api: Api) -> None:
 
 
 async def test_signup_token_works_at_once(api: Api) -> None:
-    r = await api.anon.post("/api/v1/auth/signup", json={"username": "carol", "password": "pw-carol-123"})
+    r = await api.anon.post(
+        "/api/v1/auth/signup", json={"username": "carol", "password": "pw-carol-123"}
+    )
     token = r.json()["access_token"]
     v = await api.anon.get("/api/v1/auth/validate", headers={"Authorization": f"Bearer {token}"})
     assert v.status_code == 200
@@ -33,7 +39,9 @@ async def test_signup_token_works_at_once(api: Api) -> None:
 
 async def test_username_taken_is_409(api: Api) -> None:
     await api.user("dave")
-    r = await api.anon.post("/api/v1/auth/signup", json={"username": "dave", "password": "another-pw-1"})
+    r = await api.anon.post(
+        "/api/v1/auth/signup", json={"username": "dave", "password": "another-pw-1"}
+    )
     assert r.status_code == 409
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["code"] == "username_taken"
@@ -49,24 +57,34 @@ async def test_signup_validation_is_problem_json(api: Api) -> None:
 
 async def test_login_and_wrong_password(api: Api) -> None:
     await api.user("frank", password="frank-password")
-    ok = await api.anon.post("/api/v1/auth/login", json={"username": "frank", "password": "frank-password"})
+    ok = await api.anon.post(
+        "/api/v1/auth/login", json={"username": "frank", "password": "frank-password"}
+    )
     assert ok.status_code == 200 and ok.json()["username"] == "frank"
-    bad = await api.anon.post("/api/v1/auth/login", json={"username": "frank", "password": "nope-nope"})
+    bad = await api.anon.post(
+        "/api/v1/auth/login", json={"username": "frank", "password": "nope-nope"}
+    )
     assert bad.status_code == 401 and bad.json()["code"] == "unauthenticated"
-    ghost = await api.anon.post("/api/v1/auth/login", json={"username": "ghost", "password": "nope-nope"})
+    ghost = await api.anon.post(
+        "/api/v1/auth/login", json={"username": "ghost", "password": "nope-nope"}
+    )
     assert ghost.status_code == 401
 
 
 async def test_logout_ends_the_session_at_once(api: Api) -> None:
     user = await api.user()
-    other = await api.anon.post("/api/v1/auth/login", json={"username": user.name, "password": "correct horse battery"})
+    other = await api.anon.post(
+        "/api/v1/auth/login", json={"username": user.name, "password": "correct horse battery"}
+    )
     other_token = other.json()["access_token"]
     assert (await user.client.get("/api/v1/auth/validate")).status_code == 200
     assert (await user.client.post("/api/v1/auth/logout")).status_code == 204
     r = await user.client.get("/api/v1/auth/validate")
     assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
     # Another login's session is not affected.
-    r = await api.anon.get("/api/v1/auth/validate", headers={"Authorization": f"Bearer {other_token}"})
+    r = await api.anon.get(
+        "/api/v1/auth/validate", headers={"Authorization": f"Bearer {other_token}"}
+    )
     assert r.status_code == 200
 
 
@@ -88,11 +106,23 @@ async def test_forged_tokens_are_401(api: Api, server: LiveServer) -> None:
     alg_none = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
     future = dict(claims, exp=claims["exp"] + 10**6)
     tampered = f"{user.token.split('.')[0]}.{_b64(future)}.{user.token.split('.')[2]}"
-    for token in (other_key, alg_none, tampered, "garbage", "a.b.c", "pdk_nothing", ""):
-        r = await api.anon.get("/api/v1/auth/validate", headers={"Authorization": f"Bearer {token}"})
+    for token in (
+        other_key,
+        alg_none,
+        tampered,
+        "garbage",
+        "a.b.c",
+        "pdk_nothing",
+        "pdk_0123456789abcdef0123456789abcdef_x",
+    ):
+        r = await api.anon.get(
+            "/api/v1/auth/validate", headers={"Authorization": f"Bearer {token}"}
+        )
         assert r.status_code == 401, token
         assert r.json()["code"] == "unauthenticated"
-    r = await api.anon.get("/api/v1/auth/validate", headers={"Authorization": f"Basic {user.token}"})
+    r = await api.anon.get(
+        "/api/v1/auth/validate", headers={"Authorization": f"Basic {user.token}"}
+    )
     assert r.status_code == 401
     assert (await api.anon.get("/api/v1/auth/validate")).status_code == 401
 
@@ -101,9 +131,13 @@ async def test_login_rate_limited_per_username(api: Api, server: LiveServer) -> 
     await api.user("gina", password="gina-password")
     limit = server.settings.login_rate_limit
     for _ in range(limit):
-        r = await api.anon.post("/api/v1/auth/login", json={"username": "gina", "password": "wrong-pass"})
+        r = await api.anon.post(
+            "/api/v1/auth/login", json={"username": "gina", "password": "wrong-pass"}
+        )
         assert r.status_code == 401
-    r = await api.anon.post("/api/v1/auth/login", json={"username": "gina", "password": "gina-password"})
+    r = await api.anon.post(
+        "/api/v1/auth/login", json={"username": "gina", "password": "gina-password"}
+    )
     assert r.status_code == 429
     assert r.json()["code"] == "rate_limited"
     assert int(r.headers["Retry-After"]) >= 1
@@ -112,9 +146,13 @@ async def test_login_rate_limited_per_username(api: Api, server: LiveServer) -> 
 async def test_login_rate_limited_per_address(api: Api, server: LiveServer) -> None:
     limit = server.settings.login_rate_limit
     for i in range(limit):
-        r = await api.anon.post("/api/v1/auth/login", json={"username": f"nobody{i}", "password": "wrong-pass"})
+        r = await api.anon.post(
+            "/api/v1/auth/login", json={"username": f"nobody{i}", "password": "wrong-pass"}
+        )
         assert r.status_code == 401
-    r = await api.anon.post("/api/v1/auth/login", json={"username": "someone-new", "password": "whatever1"})
+    r = await api.anon.post(
+        "/api/v1/auth/login", json={"username": "someone-new", "password": "whatever1"}
+    )
     assert r.status_code == 429 and r.json()["code"] == "rate_limited"
 
 
@@ -134,7 +172,9 @@ async def test_legacy_paths(api: Api) -> None:
 async def test_closed_signup(api: Api, server: LiveServer) -> None:
     await api.user("first")
     server.runtime.settings = server.runtime.settings.model_copy(update={"open_signup": False})
-    r = await api.anon.post("/api/v1/auth/signup", json={"username": "late", "password": "late-password"})
+    r = await api.anon.post(
+        "/api/v1/auth/signup", json={"username": "late", "password": "late-password"}
+    )
     assert r.status_code == 403 and r.json()["code"] == "forbidden"
 
 

@@ -26,10 +26,16 @@ class World:
         pool = await self.api.pool(admin)
         pid = pool["pool_id"]
         for role in ("listener", "contributor", "aggregator"):
-            r = await admin.client.put(f"/api/v1/pools/{pid}/members/{self.actors[role].id}", json={"role": role})
+            r = await admin.client.put(
+                f"/api/v1/pools/{pid}/members/{self.actors[role].id}", json={"role": role}
+            )
             assert r.status_code in (200, 201)
-        r = await admin.client.put(f"/api/v1/pools/{pid}/members/{self.spare.id}", json={"role": "listener"})
-        key = await admin.client.post(f"/api/v1/pools/{pid}/keys", json={"name": "k", "role": "contributor"})
+        r = await admin.client.put(
+            f"/api/v1/pools/{pid}/members/{self.spare.id}", json={"role": "listener"}
+        )
+        key = await admin.client.post(
+            f"/api/v1/pools/{pid}/keys", json={"name": "k", "role": "contributor"}
+        )
         return {"pool_id": pid, "user_id": self.spare.id, "key_id": key.json()["key_id"]}
 
 
@@ -57,25 +63,35 @@ class Row:
 R = Row
 MATRIX: list[Row] = [
     #                                                         anon non  lis  con  agg  adm  gadm
-    R("GET", "/api/v1/auth/validate",                          (401, 200, 200, 200, 200, 200, 200)),
-    R("GET", "/api/v1/pools",                                  (401, 200, 200, 200, 200, 200, 200)),
-    R("POST", "/api/v1/pools",                                 (401, 201, 201, 201, 201, 201, 201),
-      {"name": "n", "window": "1h"}),
-    R("GET", "/api/v1/pools/{pool_id}",                        (401, 404, 200, 200, 200, 200, 200)),
-    R("PATCH", "/api/v1/pools/{pool_id}",                      (401, 404, 403, 403, 403, 200, 200),
-      {"name": "renamed"}),
-    R("DELETE", "/api/v1/pools/{pool_id}",                     (401, 404, 403, 403, 403, 204, 204)),
-    R("GET", "/api/v1/pools/{pool_id}/members",                (401, 404, 403, 403, 403, 200, 200)),
-    R("PUT", "/api/v1/pools/{pool_id}/members/{user_id}",      (401, 404, 403, 403, 403, 200, 200),
-      {"role": "contributor"}),
-    R("DELETE", "/api/v1/pools/{pool_id}/members/{user_id}",   (401, 404, 403, 403, 403, 204, 204)),
-    R("GET", "/api/v1/pools/{pool_id}/keys",                   (401, 404, 403, 403, 403, 200, 200)),
-    R("POST", "/api/v1/pools/{pool_id}/keys",                  (401, 404, 403, 403, 403, 201, 201),
-      {"name": "k2", "role": "listener"}),
-    R("DELETE", "/api/v1/pools/{pool_id}/keys/{key_id}",       (401, 404, 403, 403, 403, 204, 204)),
-    R("POST", "/api/v1/pools/{pool_id}/enrollments",           (401, 404, 403, 403, 403, 201, 201),
-      {"role": "contributor", "max_uses": 3, "expires_in": "1h"}),
-    R("GET", "/api/v1/admin/users",                            (401, 403, 403, 403, 403, 403, 200)),
+    R("GET", "/api/v1/auth/validate", (401, 200, 200, 200, 200, 200, 200)),
+    R("GET", "/api/v1/pools", (401, 200, 200, 200, 200, 200, 200)),
+    R("POST", "/api/v1/pools", (401, 201, 201, 201, 201, 201, 201), {"name": "n", "window": "1h"}),
+    R("GET", "/api/v1/pools/{pool_id}", (401, 404, 200, 200, 200, 200, 200)),
+    R("PATCH", "/api/v1/pools/{pool_id}", (401, 404, 403, 403, 403, 200, 200), {"name": "renamed"}),
+    R("DELETE", "/api/v1/pools/{pool_id}", (401, 404, 403, 403, 403, 204, 204)),
+    R("GET", "/api/v1/pools/{pool_id}/members", (401, 404, 403, 403, 403, 200, 200)),
+    R(
+        "PUT",
+        "/api/v1/pools/{pool_id}/members/{user_id}",
+        (401, 404, 403, 403, 403, 200, 200),
+        {"role": "contributor"},
+    ),
+    R("DELETE", "/api/v1/pools/{pool_id}/members/{user_id}", (401, 404, 403, 403, 403, 204, 204)),
+    R("GET", "/api/v1/pools/{pool_id}/keys", (401, 404, 403, 403, 403, 200, 200)),
+    R(
+        "POST",
+        "/api/v1/pools/{pool_id}/keys",
+        (401, 404, 403, 403, 403, 201, 201),
+        {"name": "k2", "role": "listener"},
+    ),
+    R("DELETE", "/api/v1/pools/{pool_id}/keys/{key_id}", (401, 404, 403, 403, 403, 204, 204)),
+    R(
+        "POST",
+        "/api/v1/pools/{pool_id}/enrollments",
+        (401, 404, 403, 403, 403, 201, 201),
+        {"role": "contributor", "max_uses": 3, "expires_in": "1h"},
+    ),
+    R("GET", "/api/v1/admin/users", (401, 403, 403, 403, 403, 403, 200)),
 ]
 
 
@@ -86,13 +102,13 @@ async def test_matrix(api: Api, row: Row) -> None:
     for actor_name in ACTORS:
         ids = await world.fresh_pool()
         path = row.path.format(**ids)
-        if actor_name == "anon":
-            client = api.anon
-        else:
-            client = world.actors[actor_name].client
+        client = api.anon if actor_name == "anon" else world.actors[actor_name].client
         r = await client.request(row.method, path, json=row.body)
         got.append(r.status_code)
         if r.status_code >= 400:
-            assert r.headers["content-type"].startswith("application/problem+json"), (actor_name, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json"), (
+                actor_name,
+                r.text,
+            )
             assert "code" in r.json()
     assert tuple(got) == row.expect, dict(zip(ACTORS, got, strict=True))

@@ -19,13 +19,20 @@ async def test_create_pool_defaults_and_validation(api: Api) -> None:
     assert pool["max_file_size"] == 67108864
     assert pool["lease"] == "5m" and pool["max_attempts"] == 3
     assert pool["role"] == "admin"
-    for bad in ({"window": "30s"}, {"window": "31d"}, {"window": "PT1M", "lease": "0s"},
-                {"window": "1m", "late_policy": "later"}, {"window": "1m", "max_attempts": 0},
-                {"window": "banana"}):
+    for bad in (
+        {"window": "30s"},
+        {"window": "31d"},
+        {"window": "PT1M", "lease": "0s"},
+        {"window": "1m", "late_policy": "later"},
+        {"window": "1m", "max_attempts": 0},
+        {"window": "banana"},
+    ):
         r = await owner.client.post("/api/v1/pools", json={"name": "p", **bad})
         assert r.status_code == 422, bad
         assert r.json()["code"] == "validation_error"
-    ok = await owner.client.post("/api/v1/pools", json={"name": "iso", "window": "PT1H", "lease": 90})
+    ok = await owner.client.post(
+        "/api/v1/pools", json={"name": "iso", "window": "PT1H", "lease": 90}
+    )
     assert ok.status_code == 201 and ok.json()["window"] == "1h" and ok.json()["lease"] == "1m30s"
 
 
@@ -52,11 +59,16 @@ async def test_members(api: Api) -> None:
     bob = await api.user()
     r = await owner.client.put(f"/api/v1/pools/{pid}/members/{bob.id}", json={"role": "listener"})
     assert r.status_code == 201 and r.json()["role"] == "listener"
-    r = await owner.client.put(f"/api/v1/pools/{pid}/members/{bob.id}", json={"role": "contributor"})
+    r = await owner.client.put(
+        f"/api/v1/pools/{pid}/members/{bob.id}", json={"role": "contributor"}
+    )
     assert r.status_code == 200 and r.json()["role"] == "contributor"
     assert (await bob.client.get(f"/api/v1/pools/{pid}")).json()["role"] == "contributor"
     members = (await owner.client.get(f"/api/v1/pools/{pid}/members")).json()["items"]
-    assert {m["username"]: m["role"] for m in members} == {owner.name: "admin", bob.name: "contributor"}
+    assert {m["username"]: m["role"] for m in members} == {
+        owner.name: "admin",
+        bob.name: "contributor",
+    }
     r = await owner.client.put(f"/api/v1/pools/{pid}/members/{bob.id}", json={"role": "boss"})
     assert r.status_code == 422
     r = await owner.client.put(f"/api/v1/pools/{pid}/members/nope", json={"role": "listener"})
@@ -72,7 +84,9 @@ async def test_members(api: Api) -> None:
 async def test_keys_shown_once_and_revocable(api: Api) -> None:
     owner = await api.user()
     pid = (await api.pool(owner))["pool_id"]
-    r = await owner.client.post(f"/api/v1/pools/{pid}/keys", json={"name": "sensor-1", "role": "contributor"})
+    r = await owner.client.post(
+        f"/api/v1/pools/{pid}/keys", json={"name": "sensor-1", "role": "contributor"}
+    )
     assert r.status_code == 201
     created = r.json()
     assert created["secret"].startswith("pdk_")
@@ -81,10 +95,18 @@ async def test_keys_shown_once_and_revocable(api: Api) -> None:
     assert all("secret" not in k for k in listed)
     h = {"Authorization": f"Bearer {created['secret']}"}
     v = (await api.anon.get("/api/v1/auth/validate", headers=h)).json()
-    assert v == {"principal_id": created["key_id"], "kind": "key", "username": None, "role": None,
-                 "pool_id": pid, "pool_role": "contributor"}
+    assert v == {
+        "principal_id": created["key_id"],
+        "kind": "key",
+        "username": None,
+        "role": None,
+        "pool_id": pid,
+        "pool_role": "contributor",
+    }
     assert (await api.anon.get(f"/api/v1/pools/{pid}", headers=h)).status_code == 200
-    assert (await owner.client.delete(f"/api/v1/pools/{pid}/keys/{created['key_id']}")).status_code == 204
+    assert (
+        await owner.client.delete(f"/api/v1/pools/{pid}/keys/{created['key_id']}")
+    ).status_code == 204
     r = await api.anon.get("/api/v1/auth/validate", headers=h)
     assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
     # A key is bound to its pool.
@@ -97,7 +119,8 @@ async def test_enrollment_flow_and_limits(api: Api, server: LiveServer) -> None:
     owner = await api.user()
     pid = (await api.pool(owner))["pool_id"]
     r = await owner.client.post(
-        f"/api/v1/pools/{pid}/enrollments", json={"role": "contributor", "max_uses": 2, "expires_in": "1h"}
+        f"/api/v1/pools/{pid}/enrollments",
+        json={"role": "contributor", "max_uses": 2, "expires_in": "1h"},
     )
     assert r.status_code == 201
     token = r.json()["token"]
@@ -109,7 +132,8 @@ async def test_enrollment_flow_and_limits(api: Api, server: LiveServer) -> None:
     e = await api.anon.post("/api/v1/enroll", json={"token": token, "name": "dev3"})
     assert e.status_code == 401
     r = await owner.client.post(
-        f"/api/v1/pools/{pid}/enrollments", json={"role": "listener", "max_uses": 5, "expires_in": "10m"}
+        f"/api/v1/pools/{pid}/enrollments",
+        json={"role": "listener", "max_uses": 5, "expires_in": "10m"},
     )
     token2 = r.json()["token"]
     server.clock.advance(601)
@@ -123,14 +147,18 @@ async def test_fifty_simultaneous_enrolments_against_ten_uses(api: Api, server: 
     owner = await api.user()
     pid = (await api.pool(owner))["pool_id"]
     r = await owner.client.post(
-        f"/api/v1/pools/{pid}/enrollments", json={"role": "contributor", "max_uses": 10, "expires_in": "1h"}
+        f"/api/v1/pools/{pid}/enrollments",
+        json={"role": "contributor", "max_uses": 10, "expires_in": "1h"},
     )
     token = r.json()["token"]
     # Fifty separate connections so the requests really overlap on the server.
     clients = [httpx.AsyncClient(base_url=server.url, timeout=60) for _ in range(50)]
     try:
         answers = await asyncio.gather(
-            *(c.post("/api/v1/enroll", json={"token": token, "name": f"d{i}"}) for i, c in enumerate(clients))
+            *(
+                c.post("/api/v1/enroll", json={"token": token, "name": f"d{i}"})
+                for i, c in enumerate(clients)
+            )
         )
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))

@@ -50,7 +50,9 @@ class Api:
 
     async def user(self, name: str | None = None, password: str = "correct horse battery") -> Actor:
         name = name or f"user{next(_counter)}"
-        r = await self.anon.post("/api/v1/auth/signup", json={"username": name, "password": password})
+        r = await self.anon.post(
+            "/api/v1/auth/signup", json={"username": name, "password": password}
+        )
         assert r.status_code == 201, r.text
         body = r.json()
         return self._actor(body["user_id"], body["access_token"], name)
@@ -64,12 +66,16 @@ class Api:
 
     async def member(self, admin: Actor, pool_id: str, role: str) -> Actor:
         user = await self.user()
-        r = await admin.client.put(f"/api/v1/pools/{pool_id}/members/{user.id}", json={"role": role})
+        r = await admin.client.put(
+            f"/api/v1/pools/{pool_id}/members/{user.id}", json={"role": role}
+        )
         assert r.status_code in (200, 201), r.text
         return user
 
     async def key(self, admin: Actor, pool_id: str, role: str, name: str = "app") -> Actor:
-        r = await admin.client.post(f"/api/v1/pools/{pool_id}/keys", json={"name": name, "role": role})
+        r = await admin.client.post(
+            f"/api/v1/pools/{pool_id}/keys", json={"name": name, "role": role}
+        )
         assert r.status_code == 201, r.text
         body = r.json()
         return self._actor(body["key_id"], body["secret"], name)

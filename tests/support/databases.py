@@ -15,7 +15,9 @@ import asyncpg
 
 from pooldrop.store.migrate import upgrade
 
-PG_ADMIN_DSN = os.environ.get("POOLDROP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_DSN = os.environ.get(
+    "POOLDROP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 START_PG_HINT = (
     "PostgreSQL is not reachable at 127.0.0.1:5432. Start it with "
     "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "

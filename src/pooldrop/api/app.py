@@ -1,4 +1,4 @@
-"""The ASGI application: ``create_app(settings)`` builds everything in the lifespan, no I/O before."""
+"""The ASGI application: `create_app(settings)` builds everything in the lifespan; no I/O before."""
 
 from __future__ import annotations
 

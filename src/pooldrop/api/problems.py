@@ -35,7 +35,11 @@ _HTTP_CODES = {
 
 
 def problem(
-    status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
     body = {
@@ -75,7 +79,10 @@ def install(app: FastAPI) -> None:
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
         return problem(
-            exc.status_code, code, code.replace("_", " ").capitalize(), str(exc.detail),
+            exc.status_code,
+            code,
+            code.replace("_", " ").capitalize(),
+            str(exc.detail),
             dict(exc.headers or {}),
         )
 

@@ -25,7 +25,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (POOLDROP_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (POOLDROP_PORT).")] = None,
     data_dir: Annotated[
-        Path | None, typer.Option(help="Data directory of the embedded default (POOLDROP_DATA_DIR).")
+        Path | None,
+        typer.Option(help="Data directory of the embedded default (POOLDROP_DATA_DIR)."),
     ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Processes to run; needs a shared bus (POOLDROP_WORKERS).")
@@ -64,7 +65,9 @@ def serve(
         )
         return
     app = create_app(settings, run_scheduler=not no_scheduler)
-    typer.echo(f"pooldrop serving on http://{settings.host}:{settings.port} (data: {settings.data_dir})")
+    typer.echo(
+        f"pooldrop serving on http://{settings.host}:{settings.port} (data: {settings.data_dir})"
+    )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
 
 
@@ -80,7 +83,9 @@ def _settings_env(settings: object) -> dict[str, str]:
 
 
 def migrate(
-    data_dir: Annotated[Path | None, typer.Option(help="Data directory (POOLDROP_DATA_DIR).")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data directory (POOLDROP_DATA_DIR).")
+    ] = None,
 ) -> None:
     """Apply database migrations and exit."""
     from pooldrop.store.migrate import upgrade
@@ -105,7 +110,6 @@ def create_user(
     """Create a user (works with signup closed)."""
     from pooldrop.domain.roles import GlobalRole
     from pooldrop.domain.validation import validate_password, validate_username
-    from pooldrop.services.auth import hash_password
     from pooldrop.services.runtime import start_runtime, stop_runtime
     from pooldrop.store.models import User
 
@@ -116,8 +120,8 @@ def create_user(
                 uow.session.add(
                     User(
                         username=validate_username(username),
-                        password_hash=await hash_password(validate_password(password)),
-                        role=GlobalRole.admin if admin else GlobalRole.user,
+                        password_hash=await rt.passwords.hash(validate_password(password)),
+                        role=GlobalRole.ADMIN if admin else GlobalRole.USER,
                         created_at=rt.clock.now(),
                     )
                 )

@@ -26,11 +26,13 @@ class PoolAccess:
         return can(self.role, action)
 
 
-async def role_in_pool(session: AsyncSession, principal: Principal, pool_id: str) -> PoolRole | None:
+async def role_in_pool(
+    session: AsyncSession, principal: Principal, pool_id: str
+) -> PoolRole | None:
     if principal.kind == "key":
         return principal.pool_role if principal.pool_id == pool_id else None
     if principal.is_global_admin:
-        return PoolRole.admin
+        return PoolRole.ADMIN
     role = await session.scalar(
         select(Membership.role).where(
             Membership.pool_id == pool_id, Membership.user_id == principal.id
@@ -43,7 +45,7 @@ async def pool_access(
     session: AsyncSession,
     principal: Principal,
     pool_id: str,
-    action: Action = Action.pool_read,
+    action: Action = Action.POOL_READ,
     *,
     for_update: bool = False,
 ) -> PoolAccess:

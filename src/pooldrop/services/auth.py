@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,31 +30,12 @@ from pooldrop.store.types import new_id
 JWT_ALGORITHM = "HS256"
 KEY_PREFIX = "pdk_"
 
-_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-# Verifying against this keeps the time of "no such user" equal to "wrong password".
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
-
 
 @dataclass(frozen=True)
 class IssuedToken:
     user: User
     access_token: str
     expires_in: int
-
-
-async def hash_password(password: str) -> str:
-    # argon2 is deliberately slow: keep it off the event loop.
-    return await asyncio.to_thread(_hasher.hash, password)
-
-
-async def verify_password(password_hash: str, password: str) -> bool:
-    def _verify() -> bool:
-        try:
-            return _hasher.verify(password_hash, password)
-        except (VerificationError, InvalidHashError):
-            return False
-
-    return await asyncio.to_thread(_verify)
 
 
 def hash_secret(secret: str) -> str:
@@ -97,11 +76,12 @@ async def signup(rt: Runtime, uow: UnitOfWork, username: str, password: str) -> 
     user = User(
         id=new_id(),
         username=username,
-        password_hash=await hash_password(password),
-        role=GlobalRole.admin if users == 0 else GlobalRole.user,
+        password_hash=await rt.passwords.hash(password),
+        role=GlobalRole.ADMIN if users == 0 else GlobalRole.USER,
         created_at=rt.clock.now(),
     )
     s.add(user)
+    await s.flush()  # the session row refers to it
     return await _issue(rt, uow, user)
 
 
@@ -112,7 +92,9 @@ async def login(
     mono = asyncio.get_running_loop().time()
     rt.login_limiter.check(keys, mono)
     user = await uow.session.scalar(select(User).where(User.username == username))
-    ok = await verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    ok = await rt.passwords.verify(
+        user.password_hash if user else rt.passwords.dummy_hash, password
+    )
     if not user or not ok or user.disabled:
         rt.login_limiter.hit(keys, mono)
         raise Unauthenticated("wrong username or password")

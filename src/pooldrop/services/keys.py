@@ -31,12 +31,19 @@ def _key_name(raw: Any) -> str:
     return raw.strip()
 
 
-def _new_key(rt: Runtime, pool_id: str, name: str, role: PoolRole, **extra: Any) -> tuple[ApiKey, str]:
+def _new_key(
+    rt: Runtime, pool_id: str, name: str, role: PoolRole, **extra: Any
+) -> tuple[ApiKey, str]:
     key_id = new_id()
     secret = make_key_secret(key_id)
     key = ApiKey(
-        id=key_id, pool_id=pool_id, name=name, role=role, secret_hash=hash_secret(secret),
-        created_at=rt.clock.now(), **extra,
+        id=key_id,
+        pool_id=pool_id,
+        name=name,
+        role=role,
+        secret_hash=hash_secret(secret),
+        created_at=rt.clock.now(),
+        **extra,
     )
     return key, secret
 
@@ -44,16 +51,20 @@ def _new_key(rt: Runtime, pool_id: str, name: str, role: PoolRole, **extra: Any)
 async def create_key(
     rt: Runtime, uow: UnitOfWork, principal: Principal, pool_id: str, body: dict[str, Any]
 ) -> tuple[ApiKey, str]:
-    await pool_access(uow.session, principal, pool_id, Action.pool_manage)
+    await pool_access(uow.session, principal, pool_id, Action.POOL_MANAGE)
     key, secret = _new_key(
-        rt, pool_id, _key_name(body.get("name")), parse_pool_role(body.get("role")), created_by=principal.id
+        rt,
+        pool_id,
+        _key_name(body.get("name")),
+        parse_pool_role(body.get("role")),
+        created_by=principal.id,
     )
     uow.session.add(key)
     return key, secret
 
 
 async def list_keys(uow: UnitOfWork, principal: Principal, pool_id: str) -> list[ApiKey]:
-    await pool_access(uow.session, principal, pool_id, Action.pool_manage)
+    await pool_access(uow.session, principal, pool_id, Action.POOL_MANAGE)
     rows = await uow.session.scalars(
         select(ApiKey).where(ApiKey.pool_id == pool_id).order_by(ApiKey.id)
     )
@@ -63,7 +74,7 @@ async def list_keys(uow: UnitOfWork, principal: Principal, pool_id: str) -> list
 async def revoke_key(
     rt: Runtime, uow: UnitOfWork, principal: Principal, pool_id: str, key_id: str
 ) -> None:
-    await pool_access(uow.session, principal, pool_id, Action.pool_manage)
+    await pool_access(uow.session, principal, pool_id, Action.POOL_MANAGE)
     key = await uow.session.get(ApiKey, key_id)
     if key is None or key.pool_id != pool_id:
         raise NotFound("no such key")
@@ -74,9 +85,13 @@ async def revoke_key(
 async def create_enrollment(
     rt: Runtime, uow: UnitOfWork, principal: Principal, pool_id: str, body: dict[str, Any]
 ) -> tuple[Enrollment, str]:
-    await pool_access(uow.session, principal, pool_id, Action.pool_manage)
+    await pool_access(uow.session, principal, pool_id, Action.POOL_MANAGE)
     max_uses = body.get("max_uses")
-    if not isinstance(max_uses, int) or isinstance(max_uses, bool) or not 1 <= max_uses <= MAX_ENROLL_USES:
+    if (
+        not isinstance(max_uses, int)
+        or isinstance(max_uses, bool)
+        or not 1 <= max_uses <= MAX_ENROLL_USES
+    ):
         raise ValidationFailed(f"max_uses must be an integer from 1 to {MAX_ENROLL_USES}")
     ttl = parse_duration(body.get("expires_in", "7d"))
     if not timedelta(seconds=1) <= ttl <= MAX_ENROLL_TTL:
@@ -85,9 +100,15 @@ async def create_enrollment(
     token = f"{ENROLL_PREFIX}{enrollment_id.replace('-', '')}_{secrets.token_urlsafe(32)}"
     now = rt.clock.now()
     enrollment = Enrollment(
-        id=enrollment_id, pool_id=pool_id, role=parse_pool_role(body.get("role")),
-        token_hash=hash_secret(token), max_uses=max_uses, uses=0, expires_at=now + ttl,
-        created_by=principal.id, created_at=now,
+        id=enrollment_id,
+        pool_id=pool_id,
+        role=parse_pool_role(body.get("role")),
+        token_hash=hash_secret(token),
+        max_uses=max_uses,
+        uses=0,
+        expires_at=now + ttl,
+        created_by=principal.id,
+        created_at=now,
     )
     uow.session.add(enrollment)
     return enrollment, token

@@ -76,13 +76,17 @@ async def create_pool(
     settings = PoolSettings.from_input(**{k: v for k, v in body.items() if k in SETTING_FIELDS})
     now = rt.clock.now()
     pool = Pool(
-        id=new_id(), name=_name(body.get("name")), created_by=principal.id, created_at=now,
+        id=new_id(),
+        name=_name(body.get("name")),
+        created_by=principal.id,
+        created_at=now,
         event_seq=0,
     )
     _apply(pool, settings)
     uow.session.add(pool)
+    await uow.session.flush()  # the membership row refers to it
     uow.session.add(
-        Membership(pool_id=pool.id, user_id=principal.id, role=PoolRole.admin, created_at=now)
+        Membership(pool_id=pool.id, user_id=principal.id, role=PoolRole.ADMIN, created_at=now)
     )
     return pool
 
@@ -95,7 +99,7 @@ async def list_pools(uow: UnitOfWork, principal: Principal) -> list[tuple[Pool, 
         return [(pool, principal.pool_role)] if pool else []
     if principal.is_global_admin:
         pools = (await s.scalars(select(Pool).order_by(Pool.created_at, Pool.id))).all()
-        return [(p, PoolRole.admin) for p in pools]
+        return [(p, PoolRole.ADMIN) for p in pools]
     rows = (
         await s.execute(
             select(Pool, Membership.role)
@@ -110,7 +114,7 @@ async def list_pools(uow: UnitOfWork, principal: Principal) -> list[tuple[Pool, 
 async def update_pool(
     uow: UnitOfWork, principal: Principal, pool_id: str, body: dict[str, Any]
 ) -> Pool:
-    access = await pool_access(uow.session, principal, pool_id, Action.pool_manage)
+    access = await pool_access(uow.session, principal, pool_id, Action.POOL_MANAGE)
     pool = access.pool
     unknown = set(body) - set(SETTING_FIELDS) - {"name"}
     if unknown:
@@ -125,7 +129,7 @@ async def update_pool(
 
 
 async def delete_pool(rt: Runtime, uow: UnitOfWork, principal: Principal, pool_id: str) -> None:
-    access = await pool_access(uow.session, principal, pool_id, Action.pool_manage)
+    access = await pool_access(uow.session, principal, pool_id, Action.POOL_MANAGE)
     await uow.session.delete(access.pool)
 
     async def _drop_blobs() -> None:
@@ -137,7 +141,7 @@ async def delete_pool(rt: Runtime, uow: UnitOfWork, principal: Principal, pool_i
 async def list_members(
     uow: UnitOfWork, principal: Principal, pool_id: str
 ) -> list[tuple[Membership, User]]:
-    await pool_access(uow.session, principal, pool_id, Action.pool_manage)
+    await pool_access(uow.session, principal, pool_id, Action.POOL_MANAGE)
     rows = await uow.session.execute(
         select(Membership, User)
         .join(User, User.id == Membership.user_id)
@@ -150,7 +154,7 @@ async def list_members(
 async def put_member(
     rt: Runtime, uow: UnitOfWork, principal: Principal, pool_id: str, user_id: str, role: Any
 ) -> tuple[Membership, User, bool]:
-    await pool_access(uow.session, principal, pool_id, Action.pool_manage)
+    await pool_access(uow.session, principal, pool_id, Action.POOL_MANAGE)
     pool_role = parse_pool_role(role)
     user = await uow.session.get(User, user_id)
     if user is None:
@@ -158,21 +162,23 @@ async def put_member(
     member = await uow.session.get(Membership, (pool_id, user_id))
     created = member is None
     if member is None:
-        member = Membership(pool_id=pool_id, user_id=user_id, role=pool_role, created_at=rt.clock.now())
+        member = Membership(
+            pool_id=pool_id, user_id=user_id, role=pool_role, created_at=rt.clock.now()
+        )
         uow.session.add(member)
     else:
-        if member.role == PoolRole.admin and pool_role != PoolRole.admin:
+        if member.role == PoolRole.ADMIN and pool_role != PoolRole.ADMIN:
             await _keep_one_admin(uow, pool_id, user_id)
         member.role = pool_role
     return member, user, created
 
 
 async def remove_member(uow: UnitOfWork, principal: Principal, pool_id: str, user_id: str) -> None:
-    await pool_access(uow.session, principal, pool_id, Action.pool_manage)
+    await pool_access(uow.session, principal, pool_id, Action.POOL_MANAGE)
     member = await uow.session.get(Membership, (pool_id, user_id))
     if member is None:
         raise NotFound("not a member")
-    if member.role == PoolRole.admin:
+    if member.role == PoolRole.ADMIN:
         await _keep_one_admin(uow, pool_id, user_id)
     await uow.session.execute(
         delete(Membership).where(Membership.pool_id == pool_id, Membership.user_id == user_id)
@@ -184,7 +190,7 @@ async def _keep_one_admin(uow: UnitOfWork, pool_id: str, leaving_user_id: str) -
         select(Membership.user_id)
         .where(
             Membership.pool_id == pool_id,
-            Membership.role == PoolRole.admin,
+            Membership.role == PoolRole.ADMIN,
             Membership.user_id != leaving_user_id,
         )
         .limit(1)

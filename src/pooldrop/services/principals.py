@@ -21,4 +21,4 @@ class Principal:
 
     @property
     def is_global_admin(self) -> bool:
-        return self.kind == "user" and self.role == GlobalRole.admin
+        return self.kind == "user" and self.role == GlobalRole.ADMIN

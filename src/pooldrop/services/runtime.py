@@ -15,6 +15,7 @@ from pooldrop.blobs import BlobStore, open_blob_store
 from pooldrop.bus import Bus, BusError, open_bus
 from pooldrop.clock import Clock, SystemClock
 from pooldrop.config import Settings, load_or_create_secret, redact_url
+from pooldrop.services.passwords import Passwords
 from pooldrop.services.ratelimit import SlidingWindowLimiter
 from pooldrop.store.db import UnitOfWork, create_engine, session_factory, unit_of_work
 from pooldrop.store.migrate import upgrade_async
@@ -41,6 +42,7 @@ class Runtime:
     clock: Clock
     secret: str
     login_limiter: SlidingWindowLimiter
+    passwords: Passwords
     hub: EventHub | None = field(default=None)
 
     def uow(self) -> AbstractAsyncContextManager[UnitOfWork]:
@@ -53,7 +55,7 @@ class Runtime:
             yield session
 
     async def wake(self, pool_id: str, seq: int) -> None:
-        """Tell every node that ``pool_id`` has events up to ``seq`` (a hint: the log is the truth)."""
+        """Tell every node that ``pool_id`` has events up to ``seq`` (the log stays the truth)."""
         try:
             await self.bus.publish(EVENTS_TOPIC, f"{pool_id} {seq}".encode())
         except BusError as exc:
@@ -78,7 +80,7 @@ async def start_runtime(
             await upgrade_async(settings.database_url)
         except Exception as exc:
             raise StartupError(
-                f"database {redact_url(settings.database_url)} is not reachable or not migratable: {exc}"
+                f"database {redact_url(settings.database_url)} could not be migrated: {exc}"
             ) from exc
     engine = create_engine(settings.database_url)
     try:
@@ -86,7 +88,9 @@ async def start_runtime(
             await conn.execute(text("SELECT 1"))
     except Exception as exc:
         await engine.dispose()
-        raise StartupError(f"database {redact_url(settings.database_url)} is not reachable: {exc}") from exc
+        raise StartupError(
+            f"database {redact_url(settings.database_url)} is not reachable: {exc}"
+        ) from exc
     blobs = blobs or open_blob_store(settings.storage_url)
     try:
         await blobs.ping()
@@ -109,6 +113,7 @@ async def start_runtime(
         clock=clock or SystemClock(),
         secret=secret,
         login_limiter=SlidingWindowLimiter(settings.login_rate_limit, settings.login_rate_window),
+        passwords=Passwords(settings.password_time_cost, settings.password_memory_kib),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from alembic import command
@@ -20,9 +21,16 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+    """Migrate to ``revision``. Safe to call with or without a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        command.upgrade(alembic_config(database_url), revision)
+        return
+    # env.py runs its own event loop for the async engine; it cannot nest in a running one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(command.upgrade, alembic_config(database_url), revision).result()
 
 
 async def upgrade_async(database_url: str, revision: str = "head") -> None:
-    # Alembic's env.py runs its own event loop for the async engine, so give it a thread.
-    await asyncio.to_thread(upgrade, database_url, revision)
+    await asyncio.to_thread(command.upgrade, alembic_config(database_url), revision)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -32,7 +32,11 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
 
 
 def _id() -> Mapped[str]:
@@ -83,7 +87,9 @@ class Pool(Base):
 
 class Membership(Base):
     __tablename__ = "memberships"
-    pool_id: Mapped[str] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"), primary_key=True)
+    pool_id: Mapped[str] = mapped_column(
+        ForeignKey("pools.id", ondelete="CASCADE"), primary_key=True
+    )
     user_id: Mapped[str] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
     )
@@ -191,9 +197,7 @@ class Result(Base):
     __table_args__ = (Index("ix_results_pool_id_id", "pool_id", "id"),)
     id: Mapped[str] = _id()
     pool_id: Mapped[str] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"))
-    group_id: Mapped[str] = mapped_column(
-        ForeignKey("groups.id", ondelete="CASCADE"), unique=True
-    )
+    group_id: Mapped[str] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), unique=True)
     name: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
@@ -206,7 +210,9 @@ class Result(Base):
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_at", "at"),)
-    pool_id: Mapped[str] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"), primary_key=True)
+    pool_id: Mapped[str] = mapped_column(
+        ForeignKey("pools.id", ondelete="CASCADE"), primary_key=True
+    )
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     type: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime]

@@ -37,15 +37,17 @@ async def readyz(rt: RuntimeDep) -> JSONResponse:
     report: dict[str, Any] = {}
     for name, outcome in zip(names, outcomes, strict=True):
         report[name] = (
-            {"ok": True} if not isinstance(outcome, BaseException)
+            {"ok": True}
+            if not isinstance(outcome, BaseException)
             else {"ok": False, "error": type(outcome).__name__ + ": " + str(outcome)[:200]}
         )
     report["database"]["url"] = redact_url(rt.settings.database_url)
     report["storage"]["url"] = rt.blobs.url
     report["bus"]["url"] = rt.bus.url
     ok = all(v["ok"] for v in report.values())
-    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": report}, 200 if ok else 503)
-
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": report}, 200 if ok else 503
+    )
 
 
 @router.get("/metrics")

@@ -13,7 +13,6 @@ from pooldrop.api.schemas import (
     EnrollmentOut,
     KeyCreate,
     KeyCreated,
-    KeyOut,
     MemberOut,
     MemberPut,
     Page,
@@ -36,7 +35,7 @@ router = APIRouter(prefix="/api/v1", tags=["pools"])
 async def create_pool(body: PoolCreate, principal: PrincipalDep, rt: RuntimeDep) -> dict[str, Any]:
     async with rt.uow() as uow:
         pool = await pools.create_pool(rt, uow, principal, body.model_dump(exclude_none=True))
-    return pool_out(pool, PoolRole.admin)
+    return pool_out(pool, PoolRole.ADMIN)
 
 
 @router.get("/pools", response_model=Page)
@@ -59,7 +58,7 @@ async def patch_pool(
 ) -> dict[str, Any]:
     async with rt.uow() as uow:
         pool = await pools.update_pool(uow, principal, pool_id, body.model_dump(exclude_unset=True))
-    return pool_out(pool, PoolRole.admin)
+    return pool_out(pool, PoolRole.ADMIN)
 
 
 @router.delete("/pools/{pool_id}", status_code=204)
@@ -78,7 +77,11 @@ async def list_members(pool_id: str, principal: PrincipalDep, rt: RuntimeDep) ->
 
 @router.put("/pools/{pool_id}/members/{user_id}", response_model=MemberOut)
 async def put_member(
-    pool_id: str, user_id: str, body: MemberPut, principal: PrincipalDep, rt: RuntimeDep,
+    pool_id: str,
+    user_id: str,
+    body: MemberPut,
+    principal: PrincipalDep,
+    rt: RuntimeDep,
     response: Response,
 ) -> dict[str, Any]:
     async with rt.uow() as uow:
@@ -102,7 +105,13 @@ async def create_key(
 ) -> dict[str, Any]:
     async with rt.uow() as uow:
         key, secret = await keys.create_key(rt, uow, principal, pool_id, body.model_dump())
-    return {"key_id": key.id, "pool_id": pool_id, "name": key.name, "role": key.role, "secret": secret}
+    return {
+        "key_id": key.id,
+        "pool_id": pool_id,
+        "name": key.name,
+        "role": key.role,
+        "secret": secret,
+    }
 
 
 @router.get("/pools/{pool_id}/keys", response_model=Page)
@@ -113,7 +122,9 @@ async def list_keys(pool_id: str, principal: PrincipalDep, rt: RuntimeDep) -> di
 
 
 @router.delete("/pools/{pool_id}/keys/{key_id}", status_code=204)
-async def revoke_key(pool_id: str, key_id: str, principal: PrincipalDep, rt: RuntimeDep) -> Response:
+async def revoke_key(
+    pool_id: str, key_id: str, principal: PrincipalDep, rt: RuntimeDep
+) -> Response:
     async with rt.uow() as uow:
         await keys.revoke_key(rt, uow, principal, pool_id, key_id)
     return Response(status_code=204)
@@ -140,6 +151,9 @@ async def enroll(body: EnrollBody, rt: RuntimeDep) -> dict[str, Any]:
     async with rt.uow() as uow:
         key, secret = await keys.enroll(rt, uow, body.token, body.name)
     return {
-        "key_id": key.id, "pool_id": key.pool_id, "name": key.name, "role": key.role,
+        "key_id": key.id,
+        "pool_id": key.pool_id,
+        "name": key.name,
+        "role": key.role,
         "secret": secret,
     }
