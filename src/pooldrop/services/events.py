@@ -1,0 +1,76 @@
+"""The durable per-pool event log (transactional outbox).
+
+``record`` appends in the caller's transaction and bumps the pool's counter in the same
+transaction: the counter's row lock orders appenders, so sequence numbers follow commit order and a
+reader's cursor can never skip an event that commits later. The wake-up goes out after commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+
+from pooldrop.domain.timestamps import format_ts
+from pooldrop.services.runtime import Runtime
+from pooldrop.store.db import UnitOfWork
+from pooldrop.store.models import Event, Pool
+
+UPLOAD_STORED = "upload.stored"
+UPLOAD_FAILED = "upload.failed"
+GROUP_READY = "group.ready"
+GROUP_CLAIMED = "group.claimed"
+GROUP_LEASE_EXPIRED = "group.lease_expired"
+GROUP_FAILED = "group.failed"
+RESULT_PUBLISHED = "result.published"
+
+EVENT_TYPES = (
+    UPLOAD_STORED,
+    UPLOAD_FAILED,
+    GROUP_READY,
+    GROUP_CLAIMED,
+    GROUP_LEASE_EXPIRED,
+    GROUP_FAILED,
+    RESULT_PUBLISHED,
+)
+
+
+async def record(
+    rt: Runtime,
+    uow: UnitOfWork,
+    pool_id: str,
+    type_: str,
+    data: dict[str, Any],
+    *,
+    visible_to: str | None = None,
+) -> Event:
+    """Append an event; ``visible_to`` limits it to that principal and the pool's admins."""
+    assert type_ in EVENT_TYPES, type_
+    seq = await uow.session.scalar(
+        update(Pool)
+        .where(Pool.id == pool_id)
+        .values(event_seq=Pool.event_seq + 1)
+        .returning(Pool.event_seq)
+        .execution_options(synchronize_session=False)
+    )
+    assert seq is not None, f"pool {pool_id} vanished mid-transaction"
+    event = Event(
+        pool_id=pool_id, seq=seq, type=type_, at=rt.clock.now(), data=data, visible_to=visible_to
+    )
+    uow.session.add(event)
+
+    async def _wake() -> None:
+        await rt.wake(pool_id, seq)
+
+    uow.after_commit(_wake)
+    return event
+
+
+def event_out(event: Event) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "pool_id": event.pool_id,
+        "type": event.type,
+        "at": format_ts(event.at),
+        "data": event.data,
+    }
