@@ -12,10 +12,10 @@ import pytest
 from pooldrop.bus import Bus, open_bus
 from tests.bus.support import (
     AMQP_URL,
+    BACKENDS,
     REDIS_URL,
     START_RABBITMQ,
     START_REDIS,
-    chosen_backends,
     require_port,
     sentinel_process,
 )
@@ -44,12 +44,12 @@ def backend_url(name: str, request: pytest.FixtureRequest) -> str:
     return AMQP_URL
 
 
-@pytest.fixture(params=chosen_backends())
+@pytest.fixture(params=BACKENDS)
 def bus_url(request: pytest.FixtureRequest) -> str:
     return backend_url(request.param, request)
 
 
-@pytest.fixture(params=[b for b in chosen_backends() if b != "memory"])
+@pytest.fixture(params=[b for b in BACKENDS if b != "memory"])
 def net_url(request: pytest.FixtureRequest) -> str:
     """Like ``bus_url`` for the backends that cross processes (not ``memory://``)."""
     return backend_url(request.param, request)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
@@ -29,17 +28,7 @@ START_RABBITMQ = (
     "RabbitMQ is not reachable at 127.0.0.1:5672. Start it with `rabbitmq-server -detached` "
     "(it needs a few seconds; `rabbitmqctl await_startup` waits for it)."
 )
-ALL_BACKENDS = ("memory", "redis", "sentinel", "amqp")
-
-
-def chosen_backends() -> list[str]:
-    """Backends from POOLDROP_TEST_BUSES (default: all). Choosing is not skipping: CI runs all."""
-    raw = os.environ.get("POOLDROP_TEST_BUSES", ",".join(ALL_BACKENDS))
-    chosen = [b.strip() for b in raw.split(",") if b.strip()]
-    unknown = set(chosen) - set(ALL_BACKENDS)
-    if unknown:
-        raise RuntimeError(f"unknown POOLDROP_TEST_BUSES entries: {sorted(unknown)}")
-    return chosen
+BACKENDS = ("memory", "redis", "sentinel", "amqp")
 
 
 def require_port(port: int, hint: str) -> None:

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Protocol, Self
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 DEFAULT_QUEUE_SIZE = 10_000
 """Wake-ups a subscription buffers for a slow consumer before it drops the oldest."""
@@ -138,7 +138,8 @@ def redact_url(url: str) -> str:
     query = urlencode(
         [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if "password" not in k]
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # Built by hand: urlunsplit drops the "//" of an empty host (memory://) for unknown schemes.
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def url_secrets(url: str) -> list[str]:

@@ -69,10 +69,16 @@ _FAILURES = (RedisError, OSError, TimeoutError)
 _TRUE = {"1", "true", "yes", "on"}
 
 
-def _no_retry() -> Retry:
+def _retry_once() -> Retry:
     # One immediate retry on a connection error heals a pooled connection that died while idle
     # (server restart); timeouts are not retried so an unreachable host fails within one timeout.
     return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+
+
+def _never_retry() -> Retry:
+    # For the pub/sub connection: no error is "supported", so redis-py neither retries nor
+    # reconnects it behind our back; the reader's own loop (with backoff) is the one mechanism.
+    return Retry(NoBackoff(), 0, supported_errors=())
 
 
 @dataclass(frozen=True)
@@ -88,15 +94,25 @@ class _Config:
     service: str = ""
     sentinel_kwargs: dict[str, Any] = field(default_factory=dict)
 
-    def build(self) -> tuple[aioredis.Redis, Sentinel | None]:
-        """A client (no I/O yet) and, for Sentinel, the manager to close with it."""
+    def build(self) -> tuple[aioredis.Redis, aioredis.Redis, Sentinel | None]:
+        """Publishing and subscribing clients (no I/O yet) and the Sentinel manager, if any."""
+        publishing = dict(self.node, retry=_retry_once())
+        subscribing = dict(self.node, retry=_never_retry())
         if self.direct_url is not None:
-            return aioredis.Redis.from_url(self.direct_url, **self.node), None
+            return (
+                aioredis.Redis.from_url(self.direct_url, **publishing),
+                aioredis.Redis.from_url(self.direct_url, **subscribing),
+                None,
+            )
         # redis-py leaves Sentinel and PubSub partly unannotated; the ignores below are for that.
         manager = Sentinel(  # type: ignore[no-untyped-call]
             list(self.sentinels), sentinel_kwargs=dict(self.sentinel_kwargs)
         )
-        return manager.master_for(self.service, **self.node), manager
+        return (
+            manager.master_for(self.service, **publishing),
+            manager.master_for(self.service, **subscribing),
+            manager,
+        )
 
 
 def _parse(url: str) -> _Config:
@@ -109,7 +125,6 @@ def _parse(url: str) -> _Config:
         "socket_connect_timeout": timeout,
         "socket_timeout": timeout,
         "client_name": query.pop("client_name", "pooldrop"),
-        "retry": _no_retry(),
     }
     if parts.scheme in ("redis", "rediss"):
         direct = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
@@ -131,7 +146,7 @@ def _parse(url: str) -> _Config:
     sentinel_kwargs: dict[str, Any] = {
         "socket_connect_timeout": timeout,
         "socket_timeout": timeout,
-        "retry": _no_retry(),
+        "retry": _retry_once(),
         "password": query.pop("sentinel_password", None) or None,
         "username": query.pop("sentinel_username", None) or None,
         "ssl": query.pop("sentinel_ssl", "").lower() in _TRUE,
@@ -170,6 +185,7 @@ class RedisBus(Bus):
         self._queue_size = self._config.queue_size
         self._ping_interval = self._config.ping_interval
         self._client: aioredis.Redis | None = None
+        self._subscriber: aioredis.Redis | None = None
         self._sentinel: Sentinel | None = None
         self._closed = False
         # Subscriber state, owned by the reader task; subscribe() only adds and waits.
@@ -190,7 +206,7 @@ class RedisBus(Bus):
             raise BusError(f"bus {self.url} is closed")
         if self._client is not None:
             return
-        self._client, self._sentinel = self._config.build()
+        self._client, self._subscriber, self._sentinel = self._config.build()
         try:
             await self.ping()
         except BusError:
@@ -268,10 +284,12 @@ class RedisBus(Bus):
             ) from None
 
     async def _close_clients(self) -> None:
-        client, self._client = self._client, None
+        clients = (self._client, self._subscriber)
+        self._client = self._subscriber = None
         sentinel, self._sentinel = self._sentinel, None
-        if client is not None:
-            await client.aclose()
+        for client in clients:
+            if client is not None:
+                await client.aclose()
         if sentinel is not None:
             await sentinel.aclose()
 
@@ -320,7 +338,9 @@ class RedisBus(Bus):
             self.reconnects += 1
 
     async def _connect_subscriber(self) -> PubSub:
-        client = self._require()
+        self._require()
+        assert self._subscriber is not None  # built with the publishing client in start()
+        client = self._subscriber
         async for attempt in reconnecting(f"bus {self.url} subscriber", secrets=self._secrets):
             with attempt:
                 pubsub = client.pubsub()
