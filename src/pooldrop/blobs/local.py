@@ -125,9 +125,8 @@ class LocalBlobWriter:
             self._pending_len += len(data)
             self.bytes_written += len(data)
             return
-        await _in_thread(
-            f"writing blob {self.key!r}", self._write_sync, [*self._pending, data], self._file_len
-        )
+        pieces = [b"".join(self._pending), data] if self._pending else [data]
+        await _in_thread(f"writing blob {self.key!r}", self._write_sync, pieces, self._file_len)
         self._file_len += self._pending_len + len(data)
         self._pending.clear()
         self._pending_len = 0
@@ -137,9 +136,8 @@ class LocalBlobWriter:
         if self._state == "committed":
             return
         self._check_open()
-        await _in_thread(
-            f"committing blob {self.key!r}", self._commit_sync, list(self._pending), self._file_len
-        )
+        pieces = [b"".join(self._pending)] if self._pending else []
+        await _in_thread(f"committing blob {self.key!r}", self._commit_sync, pieces, self._file_len)
         self._file_len += self._pending_len
         self._pending.clear()
         self._pending_len = 0
