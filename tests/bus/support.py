@@ -88,13 +88,15 @@ class TcpProxy:
     """A loopback TCP forwarder that a test can cut and restore, to play "server down".
 
     ``stop()`` closes the listener and every forwarded connection, as a crashed server would;
-    ``start()`` listens again on the same port.
+    ``start()`` listens again on the same port. While ``blackhole`` is true the proxy still
+    accepts connections but silently drops every byte, as a partitioned network does.
     """
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port = free_port()
         self._server: asyncio.Server | None = None
+        self.blackhole = False
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -128,8 +130,9 @@ class TcpProxy:
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
             while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
+                if not self.blackhole:
+                    dst.write(data)
+                    await dst.drain()
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:

@@ -19,7 +19,7 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from pooldrop.bus import Bus, BusError, Subscription
+from pooldrop.bus import Bus, BusError, Subscription, open_bus
 from pooldrop.bus.amqp import AmqpBus
 from pooldrop.bus.redis import RedisBus
 from tests.bus.conftest import OpenBus, backend_url
@@ -59,6 +59,11 @@ async def publish_until_received(bus: Bus, topic: str, sub: Subscription, within
 def reconnects(bus: Bus) -> int:
     assert isinstance(bus, RedisBus | AmqpBus)
     return bus.reconnects
+
+
+def connected(bus: Bus) -> bool:
+    assert isinstance(bus, RedisBus | AmqpBus)
+    return bus.connected
 
 
 @pytest.fixture(params=["redis", "sentinel"])
@@ -128,11 +133,15 @@ async def test_amqp_subscriber_survives_a_closed_connection(open_started: OpenBu
 
 @pytest.fixture(params=["redis", "amqp"])
 def proxied(request: pytest.FixtureRequest) -> tuple[str, int]:
-    """(URL with ``{port}`` for the proxy, real server port) for each proxiable backend."""
+    """(URL with ``{port}`` for the proxy, real server port) for each proxiable backend.
+
+    Short timeouts keep the tests quick: a 1 s connect timeout, a Redis subscriber that PINGs
+    after 0.3 s of silence, an AMQP heartbeat of 1 s (aiormq gives up after three missed).
+    """
     backend_url(request.param, request)  # fails with a hint if the real server is down
     if request.param == "redis":
-        return "redis://127.0.0.1:{port}/15?connect_timeout=1", 6379
-    return "amqp://guest:guest@127.0.0.1:{port}/?connect_timeout=1", 5672
+        return "redis://127.0.0.1:{port}/15?connect_timeout=1&ping_interval=0.3", 6379
+    return "amqp://guest:guest@127.0.0.1:{port}/?connect_timeout=1&heartbeat=1", 5672
 
 
 async def test_subscription_survives_a_server_outage(
@@ -166,4 +175,58 @@ async def test_subscription_survives_a_server_outage(
         await eventually(lambda: reconnects(bus) >= 1, "the bus counted a reconnect")
         await bus.ping()
     finally:
+        await proxy.stop()
+
+
+async def test_subscription_survives_a_silent_network(
+    proxied: tuple[str, int], open_started: OpenBus
+) -> None:
+    # The server neither answers nor closes the socket: only keep-alives can tell.
+    template, server_port = proxied
+    proxy = TcpProxy(server_port)
+    await proxy.start()
+    try:
+        bus = await open_started(template.format(port=proxy.port))
+        topic = unique()
+        sub = await bus.subscribe(topic)
+        await bus.publish(topic, b"before")
+        assert await receive(sub) == [b"before"]
+
+        proxy.blackhole = True
+        began = time.monotonic()
+        with pytest.raises(BusError):
+            await bus.publish(topic, b"lost")
+        assert time.monotonic() - began < 1.5  # the 1 s timeout, not a hang
+        # Redis: two unanswered 0.3 s PING intervals; AMQP: three missed 1 s heartbeats (~6 s).
+        await eventually(lambda: not connected(bus), "the silence was noticed", within=15)
+        assert sub.pending == 0
+
+        proxy.blackhole = False
+        payload = await publish_until_received(bus, topic, sub, within=20)
+        assert payload.startswith(b"after-")
+        await eventually(lambda: reconnects(bus) >= 1, "the dead connection was replaced")
+    finally:
+        await proxy.stop()
+
+
+async def test_close_interrupts_a_pending_subscribe(proxied: tuple[str, int]) -> None:
+    template, server_port = proxied
+    proxy = TcpProxy(server_port)
+    await proxy.start()
+    bus = open_bus(
+        template.format(port=proxy.port).replace("connect_timeout=1", "connect_timeout=5")
+    )
+    try:
+        await bus.start()
+        await bus.subscribe(unique())  # the subscriber side is connected
+        await proxy.stop()
+        pending = asyncio.create_task(bus.subscribe(unique()))
+        await asyncio.sleep(0.2)
+        began = time.monotonic()
+        await bus.close()
+        with pytest.raises(BusError, match="closed"):
+            await pending
+        assert time.monotonic() - began < 2  # not the 5 s subscribe timeout
+    finally:
+        await bus.close()
         await proxy.stop()

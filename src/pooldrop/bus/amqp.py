@@ -128,6 +128,11 @@ class AmqpBus(Bus):
     def distributed(self) -> bool:
         return True
 
+    @property
+    def connected(self) -> bool:
+        """True while the connection (shared by publishing and subscriptions) is up."""
+        return self._link is not None
+
     async def start(self) -> None:
         if self._closed:
             raise BusError(f"bus {self.url} is closed")
@@ -176,13 +181,18 @@ class AmqpBus(Bus):
                     log.warning("bus %s: subscribe failed (%s)", self.url, self._scrub(exc))
         try:
             await asyncio.wait_for(consumer.active.wait(), self._timeout)
-        except TimeoutError:
+            self._require_started()  # close() wakes waiting subscribers to say it closed
+        except BaseException as exc:
             sub.detach()
-            self._consumers.pop(sub, None)
-            raise BusError(
-                f"cannot subscribe to {topic!r} on RabbitMQ at {self.url}: "
-                f"not connected within {self._timeout:g}s"
-            ) from None
+            if self._consumers.pop(sub, None) is not None and consumer.queue and consumer.tag:
+                with contextlib.suppress(*_FAILURES):
+                    await consumer.queue.cancel(consumer.tag)
+            if isinstance(exc, TimeoutError):
+                raise BusError(
+                    f"cannot subscribe to {topic!r} on RabbitMQ at {self.url}: "
+                    f"not connected within {self._timeout:g}s"
+                ) from None
+            raise
         return sub
 
     async def close(self) -> None:
@@ -194,8 +204,9 @@ class AmqpBus(Bus):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
             self._supervisor = None
-        for sub in list(self._consumers):
-            sub.detach()
+        for consumer in list(self._consumers.values()):
+            consumer.sub.detach()
+            consumer.active.set()
         self._consumers.clear()
         await self._drop_link()
 

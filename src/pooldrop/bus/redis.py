@@ -201,6 +201,11 @@ class RedisBus(Bus):
     def distributed(self) -> bool:
         return True
 
+    @property
+    def connected(self) -> bool:
+        """True while the subscriber connection is up (always False before the first subscribe)."""
+        return self._pubsub is not None
+
     async def start(self) -> None:
         if self._closed:
             raise BusError(f"bus {self.url} is closed")
@@ -233,27 +238,35 @@ class RedisBus(Bus):
             return sub
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(topic, []).append(waiter)
-        pubsub = self._pubsub
-        if pubsub is not None:
-            # A failure here means the connection is going away: the reader will notice,
-            # reconnect and subscribe to every wanted topic, which resolves the waiter.
-            with contextlib.suppress(*_FAILURES):
-                await pubsub.subscribe(topic)
         try:
-            await asyncio.wait_for(waiter, self._timeout)
-        except TimeoutError:
+            async with asyncio.timeout(self._timeout):
+                pubsub = self._pubsub
+                if pubsub is not None:
+                    # A failure here means the connection is going away: the reader notices,
+                    # reconnects and subscribes to every wanted topic, resolving the waiter.
+                    with contextlib.suppress(*_FAILURES):
+                        await pubsub.subscribe(topic)
+                await waiter
+        except BaseException as exc:
             sub.detach()
             self._forget(sub)
-            raise BusError(
-                f"cannot subscribe to {topic!r} on Redis at {self.url}: "
-                f"no confirmation within {self._timeout:g}s (server unreachable?)"
-            ) from None
+            if isinstance(exc, TimeoutError):
+                raise BusError(
+                    f"cannot subscribe to {topic!r} on Redis at {self.url}: "
+                    f"no confirmation within {self._timeout:g}s (server unreachable?)"
+                ) from None
+            raise
         return sub
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(BusError(f"bus {self.url} is closed"))
+        self._waiters.clear()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
