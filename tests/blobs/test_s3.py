@@ -50,7 +50,7 @@ def clean_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_url_options_and_redaction(clean_aws_env: None) -> None:
     async with s3(
         "s3://my-bucket/some/prefix?endpoint=http://127.0.0.1:9&region=eu-west-3"
-        "&part_size=16MiB&presign=1&access_key_id=AKID&secret_access_key=s3cr3t"
+        "&part_size=16MiB&presign=1&access_key_id=AKID&secret_access_key=s3+cr%2F3t"
         "&session_token=t0ken&timeout=7&ping_timeout=0.5&max_retries=0"
     ) as store:
         assert (store.bucket, store.prefix, store.endpoint) == (
@@ -60,8 +60,9 @@ async def test_url_options_and_redaction(clean_aws_env: None) -> None:
         )
         assert store.part_size == 16 * MiB and store.presign and store.ping_timeout == 0.5
         assert store.api.region == "eu-west-3"
-        assert store.api.credentials == Credentials("AKID", "s3cr3t", "t0ken")
-        assert "s3cr3t" not in store.url and "t0ken" not in store.url
+        assert store.api.credentials == Credentials("AKID", "s3+cr/3t", "t0ken")
+        assert "cr%2F3t" not in store.url and "t0ken" not in store.url
+        assert "endpoint=http://127.0.0.1:9&" in store.url
         assert "access_key_id=AKID" in store.url and "part_size=16MiB" in store.url
         assert store.object_key("a/b") == "some/prefix/a/b"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 _SIZE = re.compile(r"\s*(\d+)\s*([KMG]i?B|B)?\s*", re.IGNORECASE)
 _UNITS = {
@@ -26,12 +26,23 @@ def query_options(url: str, known: Iterable[str]) -> dict[str, str]:
     in a deployment's URL should stop the process, not be silently ignored)."""
     allowed = set(known)
     options: dict[str, str] = {}
-    for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+    for name, value in _pairs(urlsplit(url).query):
         if name not in allowed:
             known_list = ", ".join(sorted(allowed)) or "none"
             raise ValueError(f"unknown option {name!r} in storage URL; known options: {known_list}")
         options[name] = value
     return options
+
+
+def _pairs(query: str) -> list[tuple[str, str]]:
+    """Split a query string. Unlike form decoding, ``+`` stays a plus: AWS secret keys contain
+    them, and in a URL (RFC 3986) a plus is just a plus."""
+    pairs = []
+    for item in query.split("&"):
+        if item:
+            name, _, value = item.partition("=")
+            pairs.append((unquote(name), unquote(value)))
+    return pairs
 
 
 def parse_size(name: str, value: str) -> int:
@@ -70,7 +81,9 @@ def redact(url: str, secret_options: Iterable[str] = ()) -> str:
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}@{host}" if user else host
     hidden = set(secret_options)
-    query = urlencode(
-        [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in hidden]
+    query = "&".join(
+        item
+        for item in parts.query.split("&")
+        if item and unquote(item.partition("=")[0]) not in hidden
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -11,14 +11,16 @@ Options:
     region             default ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else ``us-east-1``.
     part_size          multipart part size, ``8MiB`` by default, ``5MiB`` (S3's minimum) to
                        ``5GiB``. A blob up to this size is sent in one PUT on commit; a larger one
-                       as a multipart upload, part by part while it is written. A writer holds at
-                       most one part plus the chunk being written in memory.
+                       as a multipart upload, part by part while it is written. A writer holds
+                       about two parts in memory at most (its buffer and the part in flight).
     presign            ``1`` to hand out presigned GET URLs (so downloads can be redirected to the
                        bucket); ``0`` by default, since an internal endpoint is often unreachable
                        by clients.
     access_key_id, secret_access_key, session_token
                        credentials; otherwise the URL's user info, otherwise the environment's
                        ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``.
+                       Values are percent-decoded (a ``+`` stays a plus; a ``/`` in user info
+                       must be written ``%2F``). They never appear in ``store.url``.
                        Instance profiles and web-identity tokens are not supported: the multipart
                        calls sign requests themselves with these static keys.
     timeout            seconds allowed for one request (default 60).
