@@ -55,10 +55,10 @@ def test_memory_stores_share_nothing() -> None:
     assert first.url == "memory://same"
 
 
-def test_backends_are_imported_only_when_chosen() -> None:
+def test_backends_are_imported_only_when_chosen(tmp_path: Path) -> None:
     code = (
         "import sys, pooldrop.blobs as b; b.open_blob_store('memory://'); "
-        "b.open_blob_store('file:///tmp/unused'); "
+        f"b.open_blob_store('file://{tmp_path}/unused'); "
         "assert 'obstore' not in sys.modules and 'pooldrop.blobs.s3' not in sys.modules, 'eager'"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
