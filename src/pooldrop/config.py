@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     clock_skew: int = Field(
         300, description="How far in the future an upload `ts` may be, seconds."
     )
+    storage_retry_backoff: float = Field(0.2, description="First retry delay of a failed blob write, seconds.")
     max_request_files: int = Field(10_000, description="Most files in one batch.")
     event_retention: int = Field(
         7 * 86400, description="Events older than this are purged, seconds."

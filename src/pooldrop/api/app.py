@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from pooldrop import __version__
 from pooldrop.api import problems
-from pooldrop.api.routes import admin, auth, health, pools
+from pooldrop.api.routes import admin, auth, health, pools, uploads
 from pooldrop.blobs import BlobStore
 from pooldrop.bus import Bus
 from pooldrop.clock import Clock
@@ -56,7 +56,7 @@ def create_app(
         openapi_url="/openapi.json",
     )
     problems.install(app)
-    for module in (health, auth, pools, admin):
+    for module in (health, auth, pools, uploads, admin):
         app.include_router(module.router)
     app.include_router(auth.legacy)
     return app

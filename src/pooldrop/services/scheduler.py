@@ -58,4 +58,8 @@ class Scheduler:
 
 def default_jobs() -> list[tuple[str, Job]]:
     """The jobs every node runs, in order."""
-    return []
+    from pooldrop.services import groups
+
+    return [
+        ("close_due_windows", groups.close_due_windows),
+    ]

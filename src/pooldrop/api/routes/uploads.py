@@ -1,0 +1,159 @@
+"""Plain uploads, upload history and content downloads."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from pooldrop.api.deps import PrincipalDep, RuntimeDep
+from pooldrop.api.downloads import blob_response
+from pooldrop.api.routes.admin import require_global_admin
+from pooldrop.domain.validation import expected_sha256
+from pooldrop.errors import ValidationFailed
+from pooldrop.services import upload_queries, uploads
+from pooldrop.services.views import upload_view
+
+router = APIRouter(prefix="/api/v1", tags=["uploads"])
+
+MAX_METADATA_HEADER = 8192
+
+
+def _content_length(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed("Content-Length is not a number") from None
+    if value < 0:
+        raise ValidationFailed("Content-Length is negative")
+    return value
+
+
+@router.post(
+    "/pools/{pool_id}/uploads",
+    status_code=201,
+    responses={200: {"description": "An identical replay of a known client_upload_id"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def create_upload(
+    pool_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    rt: RuntimeDep,
+    ts: Annotated[str, Query(description="Event time: RFC 3339 or Unix seconds.")],
+    name: Annotated[str, Query(description="File name (no path).")],
+    client_upload_id: Annotated[str | None, Query(description="Makes retries safe.")] = None,
+    content_digest: Annotated[str | None, Header(description="sha-256=:<base64>:")] = None,
+    pooldrop_metadata: Annotated[
+        str | None, Header(description="JSON object, at most 4 KiB.")
+    ] = None,
+) -> JSONResponse:
+    """Upload one file; the raw request body is the file, streamed to storage."""
+    if pooldrop_metadata is not None and len(pooldrop_metadata) > MAX_METADATA_HEADER:
+        raise ValidationFailed("Pooldrop-Metadata is too large")
+    spec = uploads.UploadSpec(
+        pool_id=pool_id,
+        name=name,
+        ts=ts,
+        client_upload_id=client_upload_id,
+        content_type=request.headers.get("content-type"),
+        metadata=pooldrop_metadata,
+        expected_sha256=expected_sha256(content_digest),
+        content_length=_content_length(request),
+    )
+    prepared = await uploads.prepare(rt, principal, spec)
+    outcome = await uploads.ingest(rt, prepared, request.stream())
+    return JSONResponse(upload_view(outcome.upload), status_code=201 if outcome.created else 200)
+
+
+@router.get("/pools/{pool_id}/uploads")
+async def list_pool_uploads(
+    pool_id: str,
+    principal: PrincipalDep,
+    rt: RuntimeDep,
+    mine: bool = False,
+    group_id: str | None = None,
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    async with rt.read() as s:
+        rows, next_cursor = await upload_queries.list_pool_uploads(
+            s,
+            principal,
+            pool_id,
+            mine=mine,
+            group_id=group_id,
+            status=status,
+            limit=limit,
+            cursor=cursor,
+        )
+    return {"items": [upload_view(u) for u in rows], "next_cursor": next_cursor}
+
+
+@router.get("/pools/{pool_id}/uploads/{upload_id}")
+async def get_upload(
+    pool_id: str, upload_id: str, principal: PrincipalDep, rt: RuntimeDep
+) -> dict[str, Any]:
+    async with rt.read() as s:
+        upload = await upload_queries.get_upload(s, principal, pool_id, upload_id)
+    return upload_view(upload)
+
+
+@router.get("/pools/{pool_id}/uploads/{upload_id}/content")
+async def get_upload_content(
+    pool_id: str, upload_id: str, request: Request, principal: PrincipalDep, rt: RuntimeDep
+) -> Response:
+    async with rt.read() as s:
+        upload = await upload_queries.get_upload(s, principal, pool_id, upload_id, stored=True)
+    assert upload.blob_key is not None
+    return await blob_response(
+        request,
+        rt,
+        key=upload.blob_key,
+        size=upload.size,
+        sha256=upload.sha256,
+        content_type=upload.content_type,
+        filename=upload.name,
+    )
+
+
+@router.get("/uploads")
+async def my_uploads(
+    principal: PrincipalDep,
+    rt: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    async with rt.read() as s:
+        rows, next_cursor = await upload_queries.list_uploads(
+            s, uploader_id=principal.id, limit=limit, cursor=cursor
+        )
+    return {"items": [upload_view(u) for u in rows], "next_cursor": next_cursor}
+
+
+@router.get("/admin/uploads", tags=["admin"])
+async def all_uploads(
+    principal: PrincipalDep,
+    rt: RuntimeDep,
+    uploader_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    require_global_admin(principal)
+    async with rt.read() as s:
+        rows, next_cursor = await upload_queries.list_uploads(
+            s, uploader_id=uploader_id, limit=limit, cursor=cursor
+        )
+    return {"items": [upload_view(u) for u in rows], "next_cursor": next_cursor}

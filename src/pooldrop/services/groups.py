@@ -1,0 +1,135 @@
+"""Groups: one per pool and event-time window, created by the first upload that lands in it.
+
+Every state change is a compare-and-set (``UPDATE ... WHERE state = <expected>``): whichever node or
+request gets there first wins, the others see zero rows and move on.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pooldrop.domain.groups import GroupState, Trigger, quorum_reached
+from pooldrop.domain.windows import Window
+from pooldrop.services import events
+from pooldrop.services.runtime import Runtime
+from pooldrop.services.views import group_view
+from pooldrop.store.db import UnitOfWork
+from pooldrop.store.models import Group, GroupContributor, Pool
+from pooldrop.store.types import new_id
+
+DUE_BATCH = 200
+
+
+def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+
+
+async def group_for_window(rt: Runtime, uow: UnitOfWork, pool: Pool, window: Window) -> Group:
+    """The window's group, created if missing, locked for this transaction (PostgreSQL)."""
+    s = uow.session
+    now = rt.clock.now()
+    stmt = (
+        _insert(s)(Group)
+        .values(
+            id=new_id(),
+            pool_id=pool.id,
+            window_start=window.start,
+            window_end=window.end,
+            due_at=window.end + timedelta(microseconds=pool.allowed_lateness_us),
+            state=GroupState.OPEN,
+            file_count=0,
+            bytes=0,
+            contributors=0,
+            attempts=0,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["pool_id", "window_start"])
+    )
+    await s.execute(stmt)
+    group = await s.scalar(
+        select(Group)
+        .where(Group.pool_id == pool.id, Group.window_start == window.start)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert group is not None
+    return group
+
+
+async def closed_window_starts(
+    session: AsyncSession, pool_id: str, windows: list[Window]
+) -> set[object]:
+    """Which of these windows (and any later one) already have a group that is not open."""
+    earliest = min(w.start for w in windows)
+    rows = await session.scalars(
+        select(Group.window_start).where(
+            Group.pool_id == pool_id,
+            Group.state != GroupState.OPEN,
+            Group.window_start >= earliest,
+        )
+    )
+    return set(rows.all())
+
+
+async def add_upload(
+    rt: Runtime, uow: UnitOfWork, pool: Pool, group: Group, uploader_id: str, size: int
+) -> None:
+    """Count an upload into its (locked, open) group; fire the quorum trigger when reached."""
+    s = uow.session
+    added = await s.execute(
+        _insert(s)(GroupContributor)
+        .values(group_id=group.id, uploader_id=uploader_id)
+        .on_conflict_do_nothing(index_elements=["group_id", "uploader_id"])
+    )
+    new_contributor = added.rowcount == 1  # type: ignore[attr-defined]
+    group.file_count += 1
+    group.bytes += size
+    if new_contributor:
+        group.contributors += 1
+    if quorum_reached(group.contributors, pool.min_contributors):
+        await mark_ready(rt, uow, group, Trigger.QUORUM)
+
+
+async def mark_ready(rt: Runtime, uow: UnitOfWork, group: Group, trigger: Trigger) -> bool:
+    """open -> ready, freezing the manifest; records ``group.ready``. False if it was not open."""
+    now = rt.clock.now()
+    changed = await uow.session.execute(
+        update(Group)
+        .where(Group.id == group.id, Group.state == GroupState.OPEN)
+        .values(state=GroupState.READY, trigger=trigger, ready_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    await uow.session.refresh(group)
+    await events.record(rt, uow, group.pool_id, events.GROUP_READY, group_view(group))
+    return True
+
+
+async def close_due_windows(rt: Runtime) -> int:
+    """Scheduler job: the window trigger for every open group whose window (+ lateness) is over."""
+    now = rt.clock.now()
+    async with rt.read() as s:
+        due = list(
+            (
+                await s.scalars(
+                    select(Group.id)
+                    .where(Group.state == GroupState.OPEN, Group.due_at <= now)
+                    .order_by(Group.due_at)
+                    .limit(DUE_BATCH)
+                )
+            ).all()
+        )
+    closed = 0
+    for group_id in due:
+        # One short transaction per group: it holds the pool's event counter only briefly.
+        async with rt.uow() as uow:
+            group = await uow.session.get(Group, group_id)
+            if group is not None and await mark_ready(rt, uow, group, Trigger.WINDOW):
+                closed += 1
+    return closed
