@@ -175,7 +175,8 @@ class AmqpBus(Bus):
             link = self._link
             if link is not None and not consumer.active.is_set():
                 try:
-                    await self._attach(consumer, link)
+                    if await self._attach(consumer, link):
+                        consumer.active.set()
                 except _FAILURES as exc:
                     # The supervisor sees the closed channel and attaches it after reconnecting.
                     log.warning("bus %s: subscribe failed (%s)", self.url, self._scrub(exc))
@@ -229,18 +230,33 @@ class AmqpBus(Bus):
             for closable in (connection, publishing, consuming):
                 closable.close_callbacks.add(on_close)
             async with self._lock:
-                for consumer in list(self._consumers.values()):
-                    async with asyncio.timeout(self._timeout):
-                        await self._attach(consumer, link)
+                attached = []
+                try:
+                    for consumer in list(self._consumers.values()):
+                        async with asyncio.timeout(self._timeout):
+                            if await self._attach(consumer, link):
+                                attached.append(consumer)
+                except BaseException:
+                    for consumer in attached:  # their queues die with this connection
+                        consumer.queue = consumer.tag = None
+                    raise
                 # From here a close is a lost connection; before, it fails this attempt.
                 self._link, self._live = link, generation
+                for consumer in attached:
+                    consumer.active.set()
         except BaseException:
             with contextlib.suppress(*_FAILURES):
                 await connection.close()
             raise
 
-    async def _attach(self, consumer: _Consumer, link: _Link) -> None:
+    async def _attach(self, consumer: _Consumer, link: _Link) -> bool:
+        """Give ``consumer`` a fresh queue on ``link``; False if it was closed meanwhile.
+
+        The caller sets ``consumer.active`` once the whole link is usable.
+        """
         sub = consumer.sub
+        if sub.closed:
+            return False
         queue = await link.consuming.declare_queue(
             "",
             exclusive=True,
@@ -255,9 +271,9 @@ class AmqpBus(Bus):
         tag = await queue.consume(deliver, no_ack=True)
         if sub.closed:  # closed while we were declaring: don't leave a consumer behind
             await queue.cancel(tag)
-            return
+            return False
         consumer.queue, consumer.tag = queue, tag
-        consumer.active.set()
+        return True
 
     def _on_close(self, generation: int, _sender: Any, exc: BaseException | None) -> None:
         if self._closed or generation != self._live:

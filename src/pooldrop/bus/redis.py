@@ -248,6 +248,8 @@ class RedisBus(Bus):
                         await pubsub.subscribe(topic)
                 await waiter
         except BaseException as exc:
+            with contextlib.suppress(ValueError):  # already popped if it was resolved
+                self._waiters.get(topic, []).remove(waiter)
             sub.detach()
             self._forget(sub)
             if isinstance(exc, TimeoutError):
