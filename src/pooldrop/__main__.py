@@ -1,0 +1,5 @@
+"""`python -m pooldrop` runs the CLI."""
+
+from pooldrop.cli import main
+
+main()
