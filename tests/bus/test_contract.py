@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
 from pooldrop.bus import Bus, BusError, open_bus
 from tests.bus.conftest import OpenBus
-from tests.bus.support import eventually, free_port, receive, unique, with_options
+from tests.bus.support import (
+    TcpProxy,
+    eventually,
+    free_port,
+    receive,
+    unique,
+    with_options,
+)
 
 
 async def test_publish_after_subscribe_is_received(bus: Bus) -> None:
@@ -205,3 +213,22 @@ async def test_wrong_password_on_a_live_server_is_reported_without_it(net_url: s
         await bus.start()
     assert "s3cr3t-pw" not in str(caught.value)
     await bus.close()
+
+
+async def test_start_fails_fast_when_the_server_never_answers(net_url: str) -> None:
+    # A proxy that accepts connections and swallows every byte: a hung server or a black hole.
+    target = urlsplit(net_url)
+    host_port = target.netloc.rpartition("@")[2]
+    proxy = TcpProxy(int(host_port.rpartition(":")[2]))
+    proxy.blackhole = True
+    await proxy.start()
+    try:
+        url = with_options(net_url.replace(host_port, f"127.0.0.1:{proxy.port}"), connect_timeout=1)
+        bus = open_bus(url)
+        began = time.monotonic()
+        with pytest.raises(BusError, match="no answer within 1s"):
+            await bus.start()
+        assert time.monotonic() - began < 1.5
+        await bus.close()
+    finally:
+        await proxy.stop()

@@ -139,7 +139,8 @@ class AmqpBus(Bus):
         if self._started:
             return
         try:
-            await self._connect()
+            async with asyncio.timeout(self._timeout):  # one deadline for the whole handshake
+                await self._connect()
         except _FAILURES as exc:
             raise self._error("cannot connect to", exc) from None
         self._started = True
@@ -336,7 +337,7 @@ class AmqpBus(Bus):
         return self._link
 
     def _scrub(self, exc: BaseException) -> str:
-        return scrub(describe(exc), self._secrets)
+        return scrub(describe(exc, self._timeout), self._secrets)
 
     def _error(self, what: str, exc: BaseException) -> BusError:
         return BusError(f"RabbitMQ {what} {self.url}: {self._scrub(exc)}")

@@ -157,9 +157,14 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def describe(exc: BaseException) -> str:
-    """A one-line reason for a vendor error, e.g. ``ConnectionRefusedError: ...``."""
+def describe(exc: BaseException, timeout: float | None = None) -> str:
+    """A one-line reason for a vendor error, e.g. ``ConnectionRefusedError: ...``.
+
+    A bare ``TimeoutError`` (as ``asyncio.timeout`` raises) says how long was waited.
+    """
     text = str(exc).strip()
+    if not text and isinstance(exc, TimeoutError) and timeout is not None:
+        text = f"no answer within {timeout:g}s"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -295,7 +295,8 @@ class RedisBus(Bus):
                 await call()
         except _FAILURES as exc:
             raise BusError(
-                f"Redis {what} failed at {self.url}: {scrub(describe(exc), self._secrets)}"
+                f"Redis {what} failed at {self.url}: "
+                f"{scrub(describe(exc, self._timeout), self._secrets)}"
             ) from None
 
     async def _close_clients(self) -> None:
