@@ -21,10 +21,12 @@ Options handled here (the rest go to redis-py, e.g. ``ssl_cert_reqs``, ``socket_
     sentinel_ssl=true        (Sentinel only) reach the Sentinels over TLS (the data nodes use
                              ``ssl=true``)
 
-A bus holds one pooled client for publishing and, from its first ``subscribe()``, one pub/sub
-connection shared by all its subscriptions. When that connection drops (server restart, failover,
-``CLIENT KILL``) a background task reconnects with jittered exponential backoff and subscribes
-to every wanted topic again; nothing is yielded in between.
+A bus holds one pooled client for publishing (a dead pooled connection is retried once at once,
+then the call fails with ``BusError``) and, from its first ``subscribe()``, one pub/sub connection
+shared by all its subscriptions. redis-py is told never to retry that one; when it drops (server
+restart, failover, ``CLIENT KILL``) or goes silent, the bus's reader task reconnects with
+jittered exponential backoff (``pooldrop.bus.reconnect``) and subscribes to every wanted topic
+again; nothing is yielded in between.
 """
 
 from __future__ import annotations
