@@ -20,10 +20,10 @@ from pooldrop.bus.redis import RedisBus
         ("memory://", MemoryBus),
         ("memory://named", MemoryBus),
         ("redis://127.0.0.1:6379/0", RedisBus),
-        ("rediss://user:pw@cache.internal:6380/2", RedisBus),
-        ("redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0", RedisBus),
+        ("rediss://user:pw@cache.invalid:6380/2", RedisBus),
+        ("redis+sentinel://sentinel-a.invalid:26379,sentinel-b.invalid:26379/mymaster/0", RedisBus),
         ("amqp://guest:guest@127.0.0.1:5672/?exchange=other", AmqpBus),
-        ("amqps://u:p@mq.internal/vhost", AmqpBus),
+        ("amqps://u:p@mq.invalid/vhost", AmqpBus),
     ],
 )
 def test_scheme_picks_the_backend_without_connecting(url: str, kind: type[Bus]) -> None:
