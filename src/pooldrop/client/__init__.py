@@ -1,0 +1,114 @@
+"""The pooldrop Python SDK: talk to a pooldrop server over HTTP and WebSocket.
+
+    from pooldrop.client import Client, Uploader
+
+    with Client("http://127.0.0.1:8000", api_key="pdk_...") as c:
+        c.upload(pool_id, "reading.json", ts=1767225600.0)
+
+See ``docs/client.md``. Everything public is re-exported here; the ``_``-modules are private.
+"""
+
+from pooldrop.client._async_client import AsyncClient, aenroll
+from pooldrop.client._batch import BatchEntry
+from pooldrop.client._client import Client, enroll
+from pooldrop.client._content import Content, Timestamp, new_client_upload_id
+from pooldrop.client._download import Progress
+from pooldrop.client._endpoints import EventBatch
+from pooldrop.client._errors import (
+    ApiError,
+    ChecksumMismatch,
+    Conflict,
+    ConnectionFailed,
+    DuplicateConflict,
+    EmptyFile,
+    FileTooLarge,
+    Forbidden,
+    ForbiddenType,
+    Gone,
+    GroupNotReady,
+    IntegrityError,
+    LeaseLost,
+    NotFound,
+    PooldropError,
+    RateLimited,
+    ServerError,
+    TransportError,
+    TsInFuture,
+    Unauthenticated,
+    UsernameTaken,
+    ValidationError,
+    WindowClosed,
+)
+from pooldrop.client._events import AsyncEventStream, EventStream
+from pooldrop.client._models import (
+    BatchItem,
+    BatchResult,
+    Claim,
+    Enrollment,
+    Event,
+    Group,
+    Identity,
+    Key,
+    KeySecret,
+    Member,
+    Page,
+    Pool,
+    Result,
+    Session,
+    Upload,
+)
+from pooldrop.client._retry import RetryPolicy
+
+__all__ = [
+    "ApiError",
+    "AsyncClient",
+    "AsyncEventStream",
+    "BatchEntry",
+    "BatchItem",
+    "BatchResult",
+    "ChecksumMismatch",
+    "Claim",
+    "Client",
+    "Conflict",
+    "ConnectionFailed",
+    "Content",
+    "DuplicateConflict",
+    "EmptyFile",
+    "Enrollment",
+    "Event",
+    "EventBatch",
+    "EventStream",
+    "FileTooLarge",
+    "Forbidden",
+    "ForbiddenType",
+    "Gone",
+    "Group",
+    "GroupNotReady",
+    "Identity",
+    "IntegrityError",
+    "Key",
+    "KeySecret",
+    "LeaseLost",
+    "Member",
+    "NotFound",
+    "Page",
+    "Pool",
+    "PooldropError",
+    "Progress",
+    "RateLimited",
+    "Result",
+    "RetryPolicy",
+    "ServerError",
+    "Session",
+    "Timestamp",
+    "TransportError",
+    "TsInFuture",
+    "Unauthenticated",
+    "Upload",
+    "UsernameTaken",
+    "ValidationError",
+    "WindowClosed",
+    "aenroll",
+    "enroll",
+    "new_client_upload_id",
+]
