@@ -8,6 +8,8 @@ skip.
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -19,9 +21,32 @@ from pooldrop.clock import FakeClock
 from pooldrop.config import Settings
 from tests.support.api import Api
 from tests.support.databases import PostgresTemplates, SqliteTemplates, backends
+from tests.support.s3server import create_bucket, s3_url, start_s3_server
 from tests.support.server import LiveServer, live_server
 
 START = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
+S3_BUCKET = "pooldrop-blobs"
+
+# The whole suite runs on the embedded storage and bus by default; CI runs it again with
+# POOLDROP_TEST_STORAGE=s3 and POOLDROP_TEST_BUS=redis (or amqp) against real servers.
+TEST_STORAGE = os.environ.get("POOLDROP_TEST_STORAGE", "file")
+TEST_BUS = os.environ.get("POOLDROP_TEST_BUS", "memory")
+BUS_URLS = {
+    "memory": "memory://",
+    "redis": "redis://127.0.0.1:6379/15",
+    "amqp": "amqp://guest:guest@127.0.0.1:5672/",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on a free loopback port, with the bucket ``S3_BUCKET``."""
+    endpoint, stop = start_s3_server()
+    try:
+        create_bucket(endpoint, S3_BUCKET)
+        yield endpoint
+    finally:
+        stop()
 
 
 @pytest.fixture(scope="session")
@@ -60,13 +85,25 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def settings(db_url: str, tmp_path: Path) -> Settings:
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if TEST_STORAGE == "file":
+        return f"file://{tmp_path / 'blobs'}"
+    if TEST_STORAGE == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        return s3_url(endpoint, S3_BUCKET, f"t{uuid.uuid4().hex}", part_size="5MiB")
+    raise RuntimeError(f"unknown POOLDROP_TEST_STORAGE {TEST_STORAGE!r}: use file or s3")
+
+
+@pytest.fixture
+def settings(db_url: str, storage_url: str, tmp_path: Path) -> Settings:
+    if TEST_BUS not in BUS_URLS:
+        raise RuntimeError(f"unknown POOLDROP_TEST_BUS {TEST_BUS!r}: use {', '.join(BUS_URLS)}")
     return Settings(
         environment="test",
         data_dir=tmp_path / "data",
         database_url=db_url,
-        storage_url=f"file://{tmp_path / 'blobs'}",
-        bus_url="memory://",
+        storage_url=storage_url,
+        bus_url=BUS_URLS[TEST_BUS],
         secret_key="test-secret-key-that-is-long-enough-for-hs256",
         # Cheap hashes keep the suite fast; production cost is the default.
         password_time_cost=1,

@@ -11,7 +11,7 @@ import errno
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
@@ -23,22 +23,11 @@ from pooldrop.blobs import BlobStore, open_blob_store
 from pooldrop.blobs.local import LocalBlobStore, open_staging_file
 from pooldrop.blobs.memory import MemoryBlobStore
 from pooldrop.blobs.s3 import S3BlobStore
+from tests.conftest import S3_BUCKET as BUCKET
 from tests.support.failing_blobs import FlakyBlobStore
-from tests.support.s3server import create_bucket, s3_url, start_s3_server
+from tests.support.s3server import s3_url
 
-BUCKET = "pooldrop-blobs"
 PART_SIZE = 5 * 1024 * 1024  # S3's smallest part, so a few MiB already make a multipart upload
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server on a free loopback port, with the bucket ``BUCKET``."""
-    endpoint, stop = start_s3_server()
-    try:
-        create_bucket(endpoint, BUCKET)
-        yield endpoint
-    finally:
-        stop()
 
 
 class Faults(Protocol):

@@ -6,16 +6,15 @@ import hashlib
 import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 from tests.conftest import START
 from tests.support.server import LiveServer
 from tests.uploads.conftest import PoolFixture, sha
 
 
-def blob_files(server: LiveServer) -> list[Path]:
-    root = Path(server.settings.storage_url.removeprefix("file://"))
-    return [p for p in root.rglob("*") if p.is_file() and ".staging" not in p.parts]
+async def blob_files(server: LiveServer) -> list[str]:
+    """Committed blobs, whatever the backend (staging is never listed)."""
+    return await server.runtime.blobs.list_prefix("pools")
 
 
 async def test_upload_returns_the_upload_object(pool: PoolFixture, server: LiveServer) -> None:
@@ -62,7 +61,7 @@ async def test_content_digest_verified(pool: PoolFixture, server: LiveServer) ->
     assert ok.status_code == 201
     bad = await pool.upload(data, ts=START, digest=sha(b"other"), client_upload_id="bad-1")
     assert bad.status_code == 422 and bad.json()["code"] == "checksum_mismatch"
-    assert len(blob_files(server)) == 1  # nothing kept of the bad one
+    assert len((await blob_files(server))) == 1  # nothing kept of the bad one
     listed = (await pool.admin.client.get(f"/api/v1/pools/{pool.pool_id}/uploads")).json()["items"]
     assert len(listed) == 1
     malformed = await pool.upload(data, ts=START, headers={"Content-Digest": "sha-256=nope"})
@@ -77,7 +76,7 @@ async def test_replay_same_content_returns_first(pool: PoolFixture, server: Live
     assert again.json() == first.json()
     other = await pool.upload(b"different", ts=START, client_upload_id="same")
     assert other.status_code == 409 and other.json()["code"] == "duplicate_conflict"
-    assert len(blob_files(server)) == 1
+    assert len((await blob_files(server))) == 1
     # Another uploader may use the same id independently.
     k2 = await pool.api.key(pool.admin, pool.pool_id, "contributor", name="k2")
     mine = await pool.upload(b"different", ts=START, client_upload_id="same", who=k2)
@@ -94,7 +93,7 @@ async def test_empty_file(pool: PoolFixture, server: LiveServer) -> None:
 
     r = await pool.upload(nothing(), ts=START)
     assert r.status_code == 422 and r.json()["code"] == "empty_file"
-    assert blob_files(server) == []
+    assert (await blob_files(server)) == []
 
 
 async def test_too_large_by_header_and_by_stream(pool: PoolFixture, server: LiveServer) -> None:
@@ -110,7 +109,7 @@ async def test_too_large_by_header_and_by_stream(pool: PoolFixture, server: Live
     r = await pool.upload(chunked(), ts=START)
     assert r.status_code == 413 and r.json()["code"] == "file_too_large"
     assert (await pool.upload(b"z" * 1000, ts=START)).status_code == 201
-    assert len(blob_files(server)) == 1
+    assert len((await blob_files(server))) == 1
 
 
 async def test_forbidden_types(pool: PoolFixture, server: LiveServer) -> None:
@@ -126,7 +125,7 @@ async def test_forbidden_types(pool: PoolFixture, server: LiveServer) -> None:
         r = await pool.upload(content, ts=START, name=name)
         assert r.status_code == 415, (name, content[:8])
         assert r.json()["code"] == "forbidden_type"
-    assert blob_files(server) == []
+    assert (await blob_files(server)) == []
     # The pool's list is configurable.
     r = await pool.admin.client.patch(
         f"/api/v1/pools/{pool.pool_id}", json={"forbidden_types": [".csv"]}

@@ -52,6 +52,8 @@ def serve(
         if settings.is_sqlite:
             typer.echo("error: --workers > 1 needs PostgreSQL (POOLDROP_DATABASE_URL)", err=True)
             raise typer.Exit(2)
+    _preflight(settings)
+    if settings.workers > 1:
         # Children rebuild the same settings from the environment.
         os.environ.update(_settings_env(settings))
         uvicorn.run(
@@ -69,6 +71,24 @@ def serve(
         f"pooldrop serving on http://{settings.host}:{settings.port} (data: {settings.data_dir})"
     )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+def _preflight(settings: object) -> None:
+    """Migrate and reach every backend once, so a bad URL fails fast with one clear line."""
+    from pooldrop.config import Settings
+    from pooldrop.services.runtime import StartupError, start_runtime, stop_runtime
+
+    assert isinstance(settings, Settings)
+
+    async def _check() -> None:
+        rt = await start_runtime(settings)
+        await stop_runtime(rt)
+
+    try:
+        asyncio.run(_check())
+    except StartupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _settings_env(settings: object) -> dict[str, str]:
