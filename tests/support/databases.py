@@ -25,15 +25,6 @@ START_PG_HINT = (
 )
 
 
-def backends() -> list[str]:
-    raw = os.environ.get("POOLDROP_TEST_DATABASES", "sqlite,postgresql")
-    chosen = [b.strip() for b in raw.split(",") if b.strip()]
-    unknown = set(chosen) - {"sqlite", "postgresql"}
-    if unknown:
-        raise RuntimeError(f"unknown POOLDROP_TEST_DATABASES entries: {sorted(unknown)}")
-    return chosen
-
-
 def _pg_url(dbname: str) -> str:
     base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     return f"{base}/{dbname}"
