@@ -119,7 +119,7 @@ class AsyncClient:
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def _once(self, call: Call[T]) -> T:
-        kw = request_kwargs(call, self.credential, is_async=False)
+        kw = request_kwargs(call, self.credential, is_async=True)
         request = self._http.build_request(call.method, call.path, **kw)
         with mapped_errors():
             response = await self._http.send(request)
