@@ -8,12 +8,23 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from pooldrop import __version__
-from pooldrop.api import problems
-from pooldrop.api.routes import admin, auth, health, pools, uploads
+from pooldrop.api import problems, ws
+from pooldrop.api.routes import (
+    admin,
+    auth,
+    events,
+    groups,
+    health,
+    pools,
+    results,
+    uploads,
+    webhooks,
+)
 from pooldrop.blobs import BlobStore
 from pooldrop.bus import Bus
 from pooldrop.clock import Clock
 from pooldrop.config import Settings
+from pooldrop.services.hub import EventHub
 from pooldrop.services.runtime import start_runtime, stop_runtime
 from pooldrop.services.scheduler import Scheduler, default_jobs
 
@@ -37,6 +48,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = await start_runtime(settings, clock=clock, blobs=blobs, bus=bus)
         app.state.runtime = rt
+        hub = rt.hub = EventHub(rt)
+        await hub.start()
         scheduler = Scheduler(rt, default_jobs())
         app.state.scheduler = scheduler
         if run_scheduler:
@@ -45,6 +58,7 @@ def create_app(
             yield
         finally:
             await scheduler.stop()
+            await hub.stop()
             await stop_runtime(rt)
 
     app = FastAPI(
@@ -56,7 +70,7 @@ def create_app(
         openapi_url="/openapi.json",
     )
     problems.install(app)
-    for module in (health, auth, pools, uploads, admin):
+    for module in (health, auth, pools, uploads, admin, events, webhooks, ws, groups, results):
         app.include_router(module.router)
     app.include_router(auth.legacy)
     return app

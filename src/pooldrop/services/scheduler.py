@@ -58,8 +58,12 @@ class Scheduler:
 
 def default_jobs() -> list[tuple[str, Job]]:
     """The jobs every node runs, in order."""
-    from pooldrop.services import groups
+    from pooldrop.services import claims, groups, retention, webhooks
 
     return [
         ("close_due_windows", groups.close_due_windows),
+        ("expire_leases", claims.expire_leases),
+        ("purge_expired_events", retention.purge_expired_events),
+        ("enqueue_webhook_deliveries", webhooks.enqueue_deliveries),
+        ("send_webhook_deliveries", webhooks.send_due_deliveries),
     ]
