@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from pooldrop.api.app import create_app
+from pooldrop.api.zerocopy import ZeroCopyHttpToolsProtocol
 from pooldrop.clock import FakeClock
 from pooldrop.config import Settings
 from pooldrop.services.runtime import Runtime
@@ -51,7 +52,13 @@ async def live_server(
 ) -> AsyncIterator[LiveServer]:
     app = create_app(settings, clock=clock, run_scheduler=False, **app_kw)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="websockets-sansio"
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        ws="websockets-sansio",
+        http=ZeroCopyHttpToolsProtocol,
     )
     server = uvicorn.Server(config)
     # Signal handling belongs to pytest, not to the in-test server.

@@ -21,8 +21,12 @@ async def test_history_pages_and_visibility(pool: PoolFixture, api: Api) -> None
     base = f"/api/v1/pools/{pool.pool_id}/uploads"
     page1 = (await pool.contributor.client.get(base, params={"limit": 2})).json()
     assert [u["upload_id"] for u in page1["items"]] == ids[::-1][:2]
-    page2 = (await pool.contributor.client.get(base, params={"limit": 2, "cursor": page1["next_cursor"]})).json()
-    page3 = (await pool.contributor.client.get(base, params={"limit": 2, "cursor": page2["next_cursor"]})).json()
+    page2 = (
+        await pool.contributor.client.get(base, params={"limit": 2, "cursor": page1["next_cursor"]})
+    ).json()
+    page3 = (
+        await pool.contributor.client.get(base, params={"limit": 2, "cursor": page2["next_cursor"]})
+    ).json()
     seen = [u["upload_id"] for p in (page1, page2, page3) for u in p["items"]]
     assert seen == ids[::-1] and page3["next_cursor"] is None
     # Pool admins see everyone's; mine=true narrows to their own.
@@ -66,3 +70,21 @@ async def test_download_etag_range_and_304(pool: PoolFixture) -> None:
     assert cached.status_code == 304 and cached.content == b""
     bad = await c.get(url, headers={"Range": f"bytes={len(data) + 5}-"})
     assert bad.status_code == 416
+
+
+async def test_large_download_is_byte_identical_with_ranges(pool: PoolFixture) -> None:
+    data = os.urandom(5 * 1024 * 1024 + 123)
+    r = await pool.admin.client.patch(
+        f"/api/v1/pools/{pool.pool_id}", json={"max_file_size": len(data)}
+    )
+    assert r.status_code == 200
+    u = (await pool.upload(data, ts=START)).json()
+    url = f"/api/v1/pools/{pool.pool_id}/uploads/{u['upload_id']}/content"
+    c = pool.contributor.client
+    full = await c.get(url)
+    assert full.content == data and int(full.headers["content-length"]) == len(data)
+    mid = await c.get(url, headers={"Range": "bytes=1000000-3999999"})
+    assert mid.status_code == 206 and mid.content == data[1_000_000:4_000_000]
+    head = await c.head(url)
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) == len(data)

@@ -61,7 +61,7 @@ async def test_content_digest_verified(pool: PoolFixture, server: LiveServer) ->
     assert ok.status_code == 201
     bad = await pool.upload(data, ts=START, digest=sha(b"other"), client_upload_id="bad-1")
     assert bad.status_code == 422 and bad.json()["code"] == "checksum_mismatch"
-    assert len((await blob_files(server))) == 1  # nothing kept of the bad one
+    assert len(await blob_files(server)) == 1  # nothing kept of the bad one
     listed = (await pool.admin.client.get(f"/api/v1/pools/{pool.pool_id}/uploads")).json()["items"]
     assert len(listed) == 1
     malformed = await pool.upload(data, ts=START, headers={"Content-Digest": "sha-256=nope"})
@@ -76,7 +76,7 @@ async def test_replay_same_content_returns_first(pool: PoolFixture, server: Live
     assert again.json() == first.json()
     other = await pool.upload(b"different", ts=START, client_upload_id="same")
     assert other.status_code == 409 and other.json()["code"] == "duplicate_conflict"
-    assert len((await blob_files(server))) == 1
+    assert len(await blob_files(server)) == 1
     # Another uploader may use the same id independently.
     k2 = await pool.api.key(pool.admin, pool.pool_id, "contributor", name="k2")
     mine = await pool.upload(b"different", ts=START, client_upload_id="same", who=k2)
@@ -109,7 +109,7 @@ async def test_too_large_by_header_and_by_stream(pool: PoolFixture, server: Live
     r = await pool.upload(chunked(), ts=START)
     assert r.status_code == 413 and r.json()["code"] == "file_too_large"
     assert (await pool.upload(b"z" * 1000, ts=START)).status_code == 201
-    assert len((await blob_files(server))) == 1
+    assert len(await blob_files(server)) == 1
 
 
 async def test_forbidden_types(pool: PoolFixture, server: LiveServer) -> None:

@@ -16,13 +16,17 @@ from tests.uploads.conftest import PoolFixture
 
 async def groups_of(server: LiveServer, pool_id: str) -> list[Group]:
     async with server.runtime.read() as s:
-        rows = await s.scalars(select(Group).where(Group.pool_id == pool_id).order_by(Group.window_start))
+        rows = await s.scalars(
+            select(Group).where(Group.pool_id == pool_id).order_by(Group.window_start)
+        )
         return list(rows.all())
 
 
 async def event_types(server: LiveServer, pool_id: str) -> list[str]:
     async with server.runtime.read() as s:
-        rows = await s.scalars(select(Event.type).where(Event.pool_id == pool_id).order_by(Event.seq))
+        rows = await s.scalars(
+            select(Event.type).where(Event.pool_id == pool_id).order_by(Event.seq)
+        )
         return list(rows.all())
 
 
@@ -33,7 +37,9 @@ async def make_pool(api: Api, **settings: Any) -> PoolFixture:
     return PoolFixture(api=api, admin=admin, pool_id=p["pool_id"], contributor=key)
 
 
-async def test_group_appears_with_first_upload_and_counts(pool: PoolFixture, server: LiveServer) -> None:
+async def test_group_appears_with_first_upload_and_counts(
+    pool: PoolFixture, server: LiveServer
+) -> None:
     assert await groups_of(server, pool.pool_id) == []  # empty windows have no group
     k2 = await pool.api.key(pool.admin, pool.pool_id, "contributor", name="k2")
     await pool.upload(b"a" * 10, ts=START + timedelta(seconds=1))
@@ -45,7 +51,9 @@ async def test_group_appears_with_first_upload_and_counts(pool: PoolFixture, ser
     assert g.window_start == START and g.window_end == START + timedelta(minutes=1)
 
 
-async def test_batch_like_offline_files_land_in_their_own_windows(api: Api, server: LiveServer) -> None:
+async def test_batch_like_offline_files_land_in_their_own_windows(
+    api: Api, server: LiveServer
+) -> None:
     p = await make_pool(api, window="1m", allowed_lateness="1h")
     for minutes_ago in (50, 30, 10, 0):
         r = await p.upload(b"x", ts=START - timedelta(minutes=minutes_ago))
@@ -69,7 +77,9 @@ async def test_window_trigger_fires_without_traffic(api: Api, server: LiveServer
 
 async def test_quorum_trigger(api: Api, server: LiveServer) -> None:
     p = await make_pool(api, window="1h", min_contributors=3)
-    keys = [p.contributor] + [await api.key(p.admin, p.pool_id, "contributor", name=f"k{i}") for i in range(2)]
+    keys = [p.contributor] + [
+        await api.key(p.admin, p.pool_id, "contributor", name=f"k{i}") for i in range(2)
+    ]
     await p.upload(b"1", ts=START, who=keys[0])
     await p.upload(b"2", ts=START, who=keys[0])  # same contributor twice counts once
     await p.upload(b"3", ts=START, who=keys[1])

@@ -1,7 +1,7 @@
 """Serving a stored blob: ETag (the sha256), If-None-Match (304), single Range (206), 416.
 
-Local files go out through Starlette's FileResponse (which also does Range); other stores stream
-through, or redirect to a short-lived presigned URL when that setting is on.
+Local files go out with sendfile (api/zerocopy.py); other stores stream through, or redirect to a
+short-lived presigned URL when that setting is on.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import re
 from urllib.parse import quote
 
 from fastapi import Request, Response
-from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 
+from pooldrop.api.zerocopy import ZeroCopyFileResponse
 from pooldrop.services.runtime import Runtime
 
 PRESIGN_SECONDS = 300
@@ -33,7 +34,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
-    """(start, end_exclusive) for one satisfiable range; None to send it all; False if unsatisfiable."""
+    """(start, end) of one satisfiable range, end exclusive; None: send all; False: unsatisfiable."""
     if not header:
         return None
     m = _RANGE.match(header.strip())
@@ -77,9 +78,6 @@ async def blob_response(
         url = await rt.blobs.presigned_url(key, PRESIGN_SECONDS)
         if url:
             return RedirectResponse(url, status_code=307, headers={"ETag": etag})
-    path = rt.blobs.local_path(key)
-    if path is not None:
-        return FileResponse(path, media_type=content_type, headers=headers, stat_result=None)
     wanted = parse_range(request.headers.get("range"), size)
     if wanted is False:
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
@@ -89,6 +87,11 @@ async def blob_response(
         start, end = wanted  # type: ignore[misc]
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    path = rt.blobs.local_path(key)
+    if path is not None:
+        return ZeroCopyFileResponse(
+            path, start=start, end=end, status_code=status, headers=headers, media_type=content_type
+        )
     headers["Content-Length"] = str(end - start)
     chunks = await rt.blobs.open(key, start, end)
     return StreamingResponse(chunks, status_code=status, media_type=content_type, headers=headers)

@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+# uvicorn's httptools protocol plus zero-copy file sends (api/zerocopy.py).
+HTTP_PROTOCOL = "pooldrop.api.zerocopy:ZeroCopyHttpToolsProtocol"
 ADMIN_HELP = "Manage users directly in the database (for closed signup or a lost admin)."
 
 
@@ -64,13 +66,20 @@ def serve(
             workers=settings.workers,
             log_level=settings.log_level,
             proxy_headers=True,
+            http=HTTP_PROTOCOL,
         )
         return
     app = create_app(settings, run_scheduler=not no_scheduler)
     typer.echo(
         f"pooldrop serving on http://{settings.host}:{settings.port} (data: {settings.data_dir})"
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        http=HTTP_PROTOCOL,
+    )
 
 
 def _preflight(settings: object) -> None:

@@ -111,7 +111,7 @@ async def get_upload(
     return upload_view(upload)
 
 
-@router.get("/pools/{pool_id}/uploads/{upload_id}/content")
+@router.api_route("/pools/{pool_id}/uploads/{upload_id}/content", methods=["GET", "HEAD"])
 async def get_upload_content(
     pool_id: str, upload_id: str, request: Request, principal: PrincipalDep, rt: RuntimeDep
 ) -> Response:

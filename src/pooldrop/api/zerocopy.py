@@ -1,0 +1,158 @@
+"""Zero-copy file responses: the ASGI ``http.response.zerocopysend`` extension for uvicorn.
+
+uvicorn does not offer the extension, so ``ZeroCopyHttpToolsProtocol`` adds it: the response
+start goes out as usual, then the file's bytes move kernel-to-socket with ``loop.sendfile``
+(``os.sendfile`` underneath) instead of being read into Python and written back. Servers without
+the extension (other ASGI servers, tests) get the same response streamed in chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from starlette.background import BackgroundTask
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+EXTENSION = "http.response.zerocopysend"
+FALLBACK_CHUNK = 256 * 1024
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+    loop.add_writer(fd, ready.set_result, None)
+    try:
+        await ready
+    finally:
+        loop.remove_writer(fd)
+
+
+async def _sendfile(transport: asyncio.Transport, file: BinaryIO, offset: int, count: int) -> None:
+    """Move ``count`` bytes of ``file`` to the transport's socket with os.sendfile.
+
+    uvloop (the default loop) does not implement ``loop.sendfile``, and a transport's own
+    descriptor cannot be watched directly, so a duplicate descriptor is watched for writability.
+    """
+    loop = asyncio.get_running_loop()
+    # What the transport already buffered (the response head) must reach the socket first.
+    while transport.get_write_buffer_size():
+        await asyncio.sleep(0.0005)
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        raise RuntimeError("the transport has no socket")
+    fd = os.dup(sock.fileno())
+    try:
+        in_fd = file.fileno()
+        while count > 0:
+            try:
+                sent = os.sendfile(fd, in_fd, offset, count)
+            except BlockingIOError:
+                await _writable(loop, fd)
+                continue
+            if sent == 0:
+                raise ConnectionResetError("the client went away")
+            offset += sent
+            count -= sent
+    finally:
+        os.close(fd)
+
+
+class ZeroCopyCycle(RequestResponseCycle):
+    async def send(self, message: Any) -> None:
+        if message["type"] != EXTENSION:
+            await super().send(message)
+            return
+        if not self.response_started or self.response_complete:
+            raise RuntimeError(f"{EXTENSION} is only valid after http.response.start")
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            return
+        file: BinaryIO = message["file"]
+        offset = message.get("offset", 0) or 0
+        count = message.get("count")
+        if count is None:
+            count = os.fstat(file.fileno()).st_size - offset
+        if self.scope["method"] != "HEAD" and count:
+            if count > self.expected_content_length:
+                raise RuntimeError("Response content longer than Content-Length")
+            await _sendfile(self.transport, file, offset, count)
+            self.expected_content_length -= count
+        elif self.scope["method"] == "HEAD":
+            self.expected_content_length = 0
+        if not message.get("more_body", False):
+            await super().send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class ZeroCopyHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, offering ``http.response.zerocopysend``."""
+
+    def on_headers_complete(self) -> None:
+        self.scope.setdefault("extensions", {})[EXTENSION] = {}  # type: ignore[typeddict-unknown-key]
+        super().on_headers_complete()
+        if self.cycle is not None and type(self.cycle) is RequestResponseCycle:
+            # Same fields, one more message type: swapping the class keeps uvicorn's own state.
+            self.cycle.__class__ = ZeroCopyCycle
+
+
+class ZeroCopyFileResponse(Response):
+    """A byte range of a local file, sent with sendfile where the server allows it."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        start: int,
+        end: int,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        self.path = path
+        self.start = start
+        self.end = end
+        self.status_code = status_code
+        self.media_type = media_type
+        self.background = background
+        self.init_headers({**(headers or {}), "content-length": str(end - start)})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        file = await asyncio.to_thread(open, self.path, "rb")
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            count = self.end - self.start
+            if EXTENSION in scope.get("extensions", {}):
+                await send({"type": EXTENSION, "file": file, "offset": self.start, "count": count})
+            else:
+                await self._stream(file, count, send, scope["method"] == "HEAD")
+        finally:
+            await asyncio.to_thread(file.close)
+        if self.background is not None:
+            await self.background()
+
+    async def _stream(self, file: BinaryIO, count: int, send: Send, head: bool) -> None:
+        offset = self.start
+        remaining = 0 if head else count
+        while remaining > 0:
+            chunk = await asyncio.to_thread(
+                os.pread, file.fileno(), min(FALLBACK_CHUNK, remaining), offset
+            )
+            if not chunk:
+                raise RuntimeError(f"{self.path} is shorter than expected")
+            offset += len(chunk)
+            remaining -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+        if head or count == 0:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
