@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     )
     storage_url: str = Field("", description="Blob storage URL; default `file://<data_dir>/blobs`.")
     bus_url: str = Field(
-        "memory://", description="Event wake-up bus: memory://, redis://, amqp://."
+        "memory://",
+        description="Event wake-up bus: memory://, redis://, rediss://, redis+sentinel://, amqp://, amqps://.",
     )
     host: str = "127.0.0.1"
     port: int = 8000
@@ -50,7 +51,9 @@ class Settings(BaseSettings):
     clock_skew: int = Field(
         300, description="How far in the future an upload `ts` may be, seconds."
     )
-    storage_retry_backoff: float = Field(0.2, description="First retry delay of a failed blob write, seconds.")
+    storage_retry_backoff: float = Field(
+        0.2, description="First retry delay of a failed blob write, seconds."
+    )
     max_request_files: int = Field(10_000, description="Most files in one batch.")
     event_retention: int = Field(
         7 * 86400, description="Events older than this are purged, seconds."

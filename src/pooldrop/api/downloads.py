@@ -34,7 +34,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
-    """(start, end) of one satisfiable range, end exclusive; None: send all; False: unsatisfiable."""
+    """[start, end) of one satisfiable range; None: send it all; False: unsatisfiable."""
     if not header:
         return None
     m = _RANGE.match(header.strip())

@@ -40,7 +40,8 @@ async def _sendfile(transport: asyncio.Transport, file: BinaryIO, offset: int, c
     """
     loop = asyncio.get_running_loop()
     # What the transport already buffered (the response head) must reach the socket first.
-    while transport.get_write_buffer_size():
+    # The transport signals only the high-water mark, not "empty": poll briefly.
+    while transport.get_write_buffer_size():  # noqa: ASYNC110
         await asyncio.sleep(0.0005)
     sock = transport.get_extra_info("socket")
     if sock is None:
@@ -93,7 +94,7 @@ class ZeroCopyHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, offering ``http.response.zerocopysend``."""
 
     def on_headers_complete(self) -> None:
-        self.scope.setdefault("extensions", {})[EXTENSION] = {}  # type: ignore[typeddict-unknown-key]
+        self.scope.setdefault("extensions", {})[EXTENSION] = {}
         super().on_headers_complete()
         if self.cycle is not None and type(self.cycle) is RequestResponseCycle:
             # Same fields, one more message type: swapping the class keeps uvicorn's own state.

@@ -7,6 +7,7 @@ request gets there first wins, the others see zero rows and move on.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -25,8 +26,9 @@ from pooldrop.store.types import new_id
 DUE_BATCH = 200
 
 
-def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
-    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+def _insert(session: AsyncSession) -> Any:
+    # Both dialects offer INSERT ... ON CONFLICT DO NOTHING, each through its own construct.
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 async def group_for_window(rt: Runtime, uow: UnitOfWork, pool: Pool, window: Window) -> Group:

@@ -42,7 +42,7 @@ class Stored:
 
 
 async def with_retries(op: Callable[[], Awaitable[T]], backoff: float) -> T:
-    """Run a blob operation, retrying BlobError with exponential backoff; StorageFailed at the end."""
+    """Run a blob operation, retrying BlobError with backoff; StorageFailed when all failed."""
     try:
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(STORAGE_ATTEMPTS),

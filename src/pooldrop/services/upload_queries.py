@@ -15,7 +15,7 @@ STATUSES = ("stored", "failed")
 
 
 async def _page(
-    s: AsyncSession, stmt: Select[tuple[Upload]], limit: int, cursor: str | None
+    s: AsyncSession, stmt: Select[Upload], limit: int, cursor: str | None
 ) -> tuple[list[Upload], str | None]:
     # Newest first; ids are time-ordered, so the last id seen is the cursor.
     if cursor:

@@ -95,7 +95,7 @@ def _content_type(raw: str | None) -> str:
 
 
 async def prepare(rt: Runtime, principal: Principal, spec: UploadSpec) -> Prepared:
-    """Every check that needs no body: access, fields, declared size, and an early lateness check."""
+    """Every check that needs no body: access, fields, declared size, early lateness."""
     async with rt.read() as s:
         access = await pool_access(s, principal, spec.pool_id, Action.UPLOAD_CREATE)
         settings = settings_of(access.pool)
