@@ -130,3 +130,14 @@ async def test_allowed_lateness_accepts_stragglers(api: Api, server: LiveServer)
     server.clock.advance(minutes=4)
     r = await p.upload(b"straggler", ts=START + timedelta(seconds=5))
     assert r.status_code == 201 and r.json()["late"] is False
+
+
+async def test_changing_lateness_moves_open_groups_trigger(api: Api, server: LiveServer) -> None:
+    p = await make_pool(api, window="1m")
+    await p.upload(b"x", ts=START)
+    r = await p.admin.client.patch(f"/api/v1/pools/{p.pool_id}", json={"allowed_lateness": "10m"})
+    assert r.status_code == 200
+    server.clock.advance(minutes=5)
+    assert (await server.scheduler.run_once())["close_due_windows"] == 0
+    server.clock.advance(minutes=6)
+    assert (await server.scheduler.run_once())["close_due_windows"] == 1

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from pooldrop.domain.groups import GroupState
 from pooldrop.domain.pools import LatePolicy, PoolSettings
 from pooldrop.domain.roles import Action, PoolRole, parse_pool_role
 from pooldrop.errors import Forbidden, NotFound, ValidationFailed
@@ -14,7 +15,7 @@ from pooldrop.services.access import pool_access
 from pooldrop.services.principals import Principal
 from pooldrop.services.runtime import Runtime
 from pooldrop.store.db import UnitOfWork
-from pooldrop.store.models import Membership, Pool, User
+from pooldrop.store.models import Group, Membership, Pool, User
 from pooldrop.store.types import new_id
 
 SETTING_FIELDS = (
@@ -124,7 +125,15 @@ async def update_pool(
     settings = PoolSettings.from_input(**current)
     if "name" in body:
         pool.name = _name(body["name"])
+    lateness_changed = _us(settings.allowed_lateness) != pool.allowed_lateness_us
     _apply(pool, settings)
+    if lateness_changed:
+        # Open groups close at window_end + the pool's lateness: move their trigger time too.
+        open_groups = await uow.session.scalars(
+            select(Group).where(Group.pool_id == pool.id, Group.state == GroupState.OPEN)
+        )
+        for group in open_groups:
+            group.due_at = group.window_end + settings.allowed_lateness
     return pool
 
 
