@@ -57,12 +57,15 @@ from pooldrop.client._models import (
     Session,
     Upload,
 )
+from pooldrop.client._outbox import Outbox, OutboxEntry
 from pooldrop.client._retry import RetryPolicy
+from pooldrop.client._uploader import Backoff, FlushReport, Uploader
 
 __all__ = [
     "ApiError",
     "AsyncClient",
     "AsyncEventStream",
+    "Backoff",
     "BatchEntry",
     "BatchItem",
     "BatchResult",
@@ -79,6 +82,7 @@ __all__ = [
     "EventBatch",
     "EventStream",
     "FileTooLarge",
+    "FlushReport",
     "Forbidden",
     "ForbiddenType",
     "Gone",
@@ -91,6 +95,8 @@ __all__ = [
     "LeaseLost",
     "Member",
     "NotFound",
+    "Outbox",
+    "OutboxEntry",
     "Page",
     "Pool",
     "PooldropError",
@@ -105,6 +111,7 @@ __all__ = [
     "TsInFuture",
     "Unauthenticated",
     "Upload",
+    "Uploader",
     "UsernameTaken",
     "ValidationError",
     "WindowClosed",

@@ -41,7 +41,7 @@ from pooldrop.client._models import (
     Session,
     Upload,
 )
-from pooldrop.client._retry import RetryPolicy
+from pooldrop.client._retry import NO_RETRY, RetryPolicy
 from pooldrop.client._transport import (
     DEFAULT_TIMEOUT,
     USER_AGENT,
@@ -111,9 +111,10 @@ class AsyncClient:
     def auth_headers(self) -> dict[str, str]:
         return auth_headers(self.credential)
 
-    async def call(self, call: Call[T]) -> T:
-        """Send ``call``, retrying per the policy, and parse its answer."""
-        async for attempt in self.retry.async_retrying(call.idempotent):
+    async def call(self, call: Call[T], *, retry: bool = True) -> T:
+        """Send ``call``, retrying per the policy (unless ``retry=False``), and parse the answer."""
+        policy = self.retry if retry else NO_RETRY
+        async for attempt in policy.async_retrying(call.idempotent):
             with attempt:
                 return await self._once(call)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
@@ -233,13 +234,18 @@ class AsyncClient:
                 )
             )
 
-    async def upload_batch(self, pool_id: str, entries: Sequence[BatchEntry]) -> BatchResult:
-        """Send many files in one multipart request; each file stands or falls alone."""
+    async def upload_batch(
+        self, pool_id: str, entries: Sequence[BatchEntry], *, retry: bool = True
+    ) -> BatchResult:
+        """Send many files in one multipart request; each file stands or falls alone.
+
+        Safe to retry: every entry carries a ``client_upload_id`` (generated when missing).
+        """
         with prepare_batch(entries) as (body, _parts):
             call: Call[BatchResult] = Call(
                 "POST", ep.pool_path(pool_id, "batches"), ep.model(BatchResult), body=body
             )
-            return await self.call(call)
+            return await self.call(call, retry=retry)
 
     async def upload_resumable(
         self,

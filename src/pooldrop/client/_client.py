@@ -40,7 +40,7 @@ from pooldrop.client._models import (
     Session,
     Upload,
 )
-from pooldrop.client._retry import RetryPolicy
+from pooldrop.client._retry import NO_RETRY, RetryPolicy
 from pooldrop.client._transport import (
     DEFAULT_TIMEOUT,
     USER_AGENT,
@@ -110,9 +110,10 @@ class Client:
     def auth_headers(self) -> dict[str, str]:
         return auth_headers(self.credential)
 
-    def call(self, call: Call[T]) -> T:
-        """Send ``call``, retrying per the policy, and parse its answer."""
-        for attempt in self.retry.retrying(call.idempotent):
+    def call(self, call: Call[T], *, retry: bool = True) -> T:
+        """Send ``call``, retrying per the policy (unless ``retry=False``), and parse the answer."""
+        policy = self.retry if retry else NO_RETRY
+        for attempt in policy.retrying(call.idempotent):
             with attempt:
                 return self._once(call)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
@@ -231,13 +232,18 @@ class Client:
                 )
             )
 
-    def upload_batch(self, pool_id: str, entries: Sequence[BatchEntry]) -> BatchResult:
-        """Send many files in one multipart request; each file stands or falls alone."""
+    def upload_batch(
+        self, pool_id: str, entries: Sequence[BatchEntry], *, retry: bool = True
+    ) -> BatchResult:
+        """Send many files in one multipart request; each file stands or falls alone.
+
+        Safe to retry: every entry carries a ``client_upload_id`` (generated when missing).
+        """
         with prepare_batch(entries) as (body, _parts):
             call: Call[BatchResult] = Call(
                 "POST", ep.pool_path(pool_id, "batches"), ep.model(BatchResult), body=body
             )
-            return self.call(call)
+            return self.call(call, retry=retry)
 
     def upload_resumable(
         self,

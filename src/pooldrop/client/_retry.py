@@ -62,3 +62,7 @@ class RetryPolicy:
             retry=tenacity.retry_if_exception(self._predicate(idempotent)),
             reraise=True,
         )
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+"""One attempt only: for callers that keep their own schedule (the outbox flusher)."""

@@ -1,0 +1,101 @@
+"""Real ``pooldrop serve`` processes for tests where a process boundary matters.
+
+Each runs the embedded default (SQLite, local disk, memory bus) on a free loopback port with its
+own data directory, so it can be stopped and started again with its state intact.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POOLDROP_")}
+    env.update(
+        POOLDROP_ENVIRONMENT="test",
+        # Cheap hashes keep logins fast; production cost is the default.
+        POOLDROP_PASSWORD_TIME_COST="1",
+        POOLDROP_PASSWORD_MEMORY_KIB="1024",
+        POOLDROP_SCHEDULER_INTERVAL="0.2",
+        POOLDROP_LOG_LEVEL="warning",
+        **extra,
+    )
+    return env
+
+
+@dataclass
+class ServeProcess:
+    """``pooldrop serve`` in a child process; ``start``/``stop`` keep port and data."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=server_env)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.data_dir.parent / f"serve-{self.port}.log"
+
+    def start(self) -> ServeProcess:
+        assert self.proc is None, "already running"
+        cmd = [sys.executable, "-m", "pooldrop", "serve", "--host", "127.0.0.1"]
+        cmd += ["--port", str(self.port), "--data-dir", str(self.data_dir)]
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pooldrop serve exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"pooldrop serve did not start:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[ServeProcess]:
+    """A running ``pooldrop serve`` (SQLite) in a child process, stopped after the test."""
+    srv = ServeProcess(tmp_path / "server-data").start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
