@@ -8,6 +8,7 @@
 See ``docs/client.md``. Everything public is re-exported here; the ``_``-modules are private.
 """
 
+from pooldrop.client._aggregator import Aggregator, CommandHandler, Handler, Heartbeat, Job
 from pooldrop.client._async_client import AsyncClient, aenroll
 from pooldrop.client._batch import BatchEntry
 from pooldrop.client._client import Client, enroll
@@ -27,6 +28,7 @@ from pooldrop.client._errors import (
     Gone,
     GroupNotReady,
     IntegrityError,
+    JobFailed,
     LeaseLost,
     NotFound,
     PooldropError,
@@ -62,6 +64,7 @@ from pooldrop.client._retry import RetryPolicy
 from pooldrop.client._uploader import Backoff, FlushReport, Uploader
 
 __all__ = [
+    "Aggregator",
     "ApiError",
     "AsyncClient",
     "AsyncEventStream",
@@ -72,6 +75,7 @@ __all__ = [
     "ChecksumMismatch",
     "Claim",
     "Client",
+    "CommandHandler",
     "Conflict",
     "ConnectionFailed",
     "Content",
@@ -88,8 +92,12 @@ __all__ = [
     "Gone",
     "Group",
     "GroupNotReady",
+    "Handler",
+    "Heartbeat",
     "Identity",
     "IntegrityError",
+    "Job",
+    "JobFailed",
     "Key",
     "KeySecret",
     "LeaseLost",

@@ -362,15 +362,17 @@ class AsyncClient:
         """Claim this group (closing it first if it is still open)."""
         return await self.call(ep.claim_group(pool_id, group_id))
 
-    async def heartbeat(self, claim: Claim) -> Any:
-        """Extend the lease; raises :class:`LeaseLost` when it is gone."""
+    async def heartbeat(self, claim: Claim) -> Claim:
+        """Extend the lease (the answer has the new expiry); :class:`LeaseLost` if it is gone."""
         return await self.call(
             ep.heartbeat(claim.group.pool_id, claim.group.group_id, claim.lease_id)
         )
 
-    async def release(self, claim: Claim) -> None:
-        """Give the group back for someone else to claim."""
-        await self.call(ep.release(claim.group.pool_id, claim.group.group_id, claim.lease_id))
+    async def release(self, claim: Claim) -> Group:
+        """Give the group back: ``ready`` again, or ``failed`` after its last attempt."""
+        return await self.call(
+            ep.release(claim.group.pool_id, claim.group.group_id, claim.lease_id)
+        )
 
     async def download_archive(
         self, claim: Claim, dest: str | Path, *, progress: Progress | None = None
@@ -395,9 +397,17 @@ class AsyncClient:
     # --- results and events -----------------------------------------------------------------
 
     async def list_results(
-        self, pool_id: str, *, limit: int | None = None, cursor: str | None = None
+        self,
+        pool_id: str,
+        *,
+        group_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
     ) -> Page[Result]:
-        return await self.call(ep.list_results(pool_id, limit=limit, cursor=cursor))
+        """One page of the pool's results, newest first."""
+        return await self.call(
+            ep.list_results(pool_id, group_id=group_id, limit=limit, cursor=cursor)
+        )
 
     async def latest_result(self, pool_id: str) -> Result:
         return await self.call(ep.latest_result(pool_id))

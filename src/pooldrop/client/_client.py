@@ -357,13 +357,13 @@ class Client:
         """Claim this group (closing it first if it is still open)."""
         return self.call(ep.claim_group(pool_id, group_id))
 
-    def heartbeat(self, claim: Claim) -> Any:
-        """Extend the lease; raises :class:`LeaseLost` when it is gone."""
+    def heartbeat(self, claim: Claim) -> Claim:
+        """Extend the lease (the answer has the new expiry); :class:`LeaseLost` if it is gone."""
         return self.call(ep.heartbeat(claim.group.pool_id, claim.group.group_id, claim.lease_id))
 
-    def release(self, claim: Claim) -> None:
-        """Give the group back for someone else to claim."""
-        self.call(ep.release(claim.group.pool_id, claim.group.group_id, claim.lease_id))
+    def release(self, claim: Claim) -> Group:
+        """Give the group back: ``ready`` again, or ``failed`` after its last attempt."""
+        return self.call(ep.release(claim.group.pool_id, claim.group.group_id, claim.lease_id))
 
     def download_archive(
         self, claim: Claim, dest: str | Path, *, progress: Progress | None = None
@@ -384,9 +384,15 @@ class Client:
     # --- results and events -----------------------------------------------------------------
 
     def list_results(
-        self, pool_id: str, *, limit: int | None = None, cursor: str | None = None
+        self,
+        pool_id: str,
+        *,
+        group_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
     ) -> Page[Result]:
-        return self.call(ep.list_results(pool_id, limit=limit, cursor=cursor))
+        """One page of the pool's results, newest first."""
+        return self.call(ep.list_results(pool_id, group_id=group_id, limit=limit, cursor=cursor))
 
     def latest_result(self, pool_id: str) -> Result:
         return self.call(ep.latest_result(pool_id))

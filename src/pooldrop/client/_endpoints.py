@@ -96,10 +96,6 @@ def nothing(_r: httpx.Response) -> None:
     return None
 
 
-def raw_json(r: httpx.Response) -> Any:
-    return r.json() if r.content else None
-
-
 # --- auth -----------------------------------------------------------------------------------
 
 
@@ -295,21 +291,23 @@ def claim_group(pool_id: str, group_id: str) -> Call[Claim]:
     )
 
 
-def heartbeat(pool_id: str, group_id: str, lease_id: str) -> Call[Any]:
+def heartbeat(pool_id: str, group_id: str, lease_id: str) -> Call[Claim]:
     return Call(
         "POST",
         pool_path(pool_id, "groups", group_id, "heartbeat"),
-        raw_json,
+        model(Claim),
         json={"lease_id": lease_id},
     )
 
 
-def release(pool_id: str, group_id: str, lease_id: str) -> Call[None]:
+def release(pool_id: str, group_id: str, lease_id: str) -> Call[Group]:
+    # A replay after a lost answer is refused with lease_lost, which the caller can ignore.
     return Call(
         "POST",
         pool_path(pool_id, "groups", group_id, "release"),
-        nothing,
+        model(Group),
         json={"lease_id": lease_id},
+        idempotent=False,
     )
 
 
@@ -334,9 +332,13 @@ def put_result(
 
 
 def list_results(
-    pool_id: str, *, limit: int | None = None, cursor: str | None = None
+    pool_id: str,
+    *,
+    group_id: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
 ) -> Call[Page[Result]]:
-    params = query(limit=limit, cursor=cursor)
+    params = query(group_id=group_id, limit=limit, cursor=cursor)
     return Call("GET", pool_path(pool_id, "results"), page(Result), params=params)
 
 

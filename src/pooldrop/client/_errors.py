@@ -4,6 +4,7 @@
     ├── TransportError               the connection broke or timed out before an answer
     │   └── ConnectionFailed         no connection was made: the server never saw the request
     ├── IntegrityError               downloaded bytes do not match the announced sha256
+    ├── JobFailed                    an aggregation handler or command failed
     └── ApiError(status, code)       the server answered with an RFC 9457 problem document
         ├── Unauthenticated          401 unauthenticated
         ├── Forbidden                403 forbidden
@@ -51,6 +52,10 @@ class ConnectionFailed(TransportError):
 
 class IntegrityError(PooldropError):
     """Bytes received do not hash to the sha256 the server announced."""
+
+
+class JobFailed(PooldropError):
+    """An aggregation handler or command failed; its group was released."""
 
 
 class ApiError(PooldropError):

@@ -151,6 +151,7 @@ class Claim(Model):
     group: Group
     lease_id: str
     lease_expires_at: datetime
+    lease_seconds: float | None = None
 
 
 class Result(Model):
