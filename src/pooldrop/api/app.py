@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from pooldrop import __version__
+from pooldrop import __version__, web
 from pooldrop.api import problems, ws
 from pooldrop.api.routes import (
     admin,
@@ -73,4 +73,5 @@ def create_app(
     for module in (health, auth, pools, uploads, admin, events, webhooks, ws, groups, results):
         app.include_router(module.router)
     app.include_router(auth.legacy)
+    web.mount(app)
     return app
