@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.conftest import START
 from tests.support.api import Actor, Api
 
 ACTORS = ("anon", "nonmember", "listener", "contributor", "aggregator", "admin", "global_admin")
@@ -36,7 +37,17 @@ class World:
         key = await admin.client.post(
             f"/api/v1/pools/{pid}/keys", json={"name": "k", "role": "contributor"}
         )
-        return {"pool_id": pid, "user_id": self.spare.id, "key_id": key.json()["key_id"]}
+        upload = await admin.client.post(
+            f"/api/v1/pools/{pid}/uploads",
+            params={"ts": START.isoformat(), "name": "m.bin"},
+            content=b"m",
+        )
+        return {
+            "pool_id": pid,
+            "user_id": self.spare.id,
+            "key_id": key.json()["key_id"],
+            "group_id": upload.json()["group_id"],  # an open group
+        }
 
 
 async def build_world(api: Api) -> World:
@@ -92,6 +103,44 @@ MATRIX: list[Row] = [
         {"role": "contributor", "max_uses": 3, "expires_in": "1h"},
     ),
     R("GET", "/api/v1/admin/users", (401, 403, 403, 403, 403, 403, 200)),
+    # Groups and the external server; lease calls with a lease nobody holds.
+    R("GET", "/api/v1/pools/{pool_id}/groups", (401, 404, 200, 200, 200, 200, 200)),
+    R("GET", "/api/v1/pools/{pool_id}/groups/{group_id}", (401, 404, 200, 200, 200, 200, 200)),
+    R(
+        "POST",
+        "/api/v1/pools/{pool_id}/groups/{group_id}/close",
+        (401, 404, 403, 403, 200, 200, 200),
+    ),
+    R("POST", "/api/v1/pools/{pool_id}/groups/claim", (401, 404, 403, 403, 204, 204, 204)),
+    R(
+        "POST",
+        "/api/v1/pools/{pool_id}/groups/{group_id}/claim",
+        (401, 404, 403, 403, 200, 200, 200),
+    ),
+    R(
+        "POST",
+        "/api/v1/pools/{pool_id}/groups/{group_id}/heartbeat",
+        (401, 404, 403, 403, 409, 409, 409),
+        {"lease_id": "none"},
+    ),
+    R(
+        "POST",
+        "/api/v1/pools/{pool_id}/groups/{group_id}/release",
+        (401, 404, 403, 403, 409, 409, 409),
+        {"lease_id": "none"},
+    ),
+    R(
+        "GET",
+        "/api/v1/pools/{pool_id}/groups/{group_id}/archive?lease_id=none",
+        (401, 404, 403, 403, 409, 409, 409),
+    ),
+    R(
+        "PUT",
+        "/api/v1/pools/{pool_id}/groups/{group_id}/result?lease_id=none&name=r.bin",
+        (401, 404, 403, 403, 409, 409, 409),
+    ),
+    R("GET", "/api/v1/pools/{pool_id}/results", (401, 404, 200, 200, 200, 200, 200)),
+    R("GET", "/api/v1/pools/{pool_id}/results/latest", (401, 404, 404, 404, 404, 404, 404)),
 ]
 
 
