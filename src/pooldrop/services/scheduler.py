@@ -58,7 +58,7 @@ class Scheduler:
 
 def default_jobs() -> list[tuple[str, Job]]:
     """The jobs every node runs, in order."""
-    from pooldrop.services import claims, groups, retention, webhooks
+    from pooldrop.services import claims, groups, retention, transfers, webhooks
 
     return [
         ("close_due_windows", groups.close_due_windows),
@@ -66,4 +66,6 @@ def default_jobs() -> list[tuple[str, Job]]:
         ("purge_expired_events", retention.purge_expired_events),
         ("enqueue_webhook_deliveries", webhooks.enqueue_deliveries),
         ("send_webhook_deliveries", webhooks.send_due_deliveries),
+        ("expire_transfers", transfers.expire_transfers),
+        ("sweep_storage", transfers.StorageSweep()),
     ]
