@@ -75,4 +75,6 @@ def describe(work: Path) -> dict[str, Any]:
         "nginx": _first_line([nginx, "-v"]).removeprefix("nginx version: "),
         "wrk": _first_line(["wrk", "-v"]).split(" [")[0],
         "tar": _first_line(["tar", "--version"]),
+        # Other work on the machine skews every figure; the load when the run began says how much.
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }

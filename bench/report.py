@@ -126,6 +126,7 @@ def generated_section(document: dict[str, Any], rows: list[Row], results_name: s
             f"| nginx | {m['nginx']} |",
             f"| wrk | {m['wrk']} |",
             f"| tar | {m['tar']} |",
+            f"| load average when the run began | {m.get('load_average_at_start', '?')} |",
             "",
             table(rows),
             "",

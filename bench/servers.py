@@ -203,10 +203,13 @@ class PooldropServer(_Child):
 
     name = "pooldrop"
 
-    def __init__(self, root: Path, database_url: str = "") -> None:
+    def __init__(
+        self, root: Path, database_url: str = "", extra_env: dict[str, str] | None = None
+    ) -> None:
         super().__init__(root)
         self.data_dir = root / "data"
         self.database_url = database_url
+        self.extra_env = extra_env or {}
 
     def start(self) -> None:
         """Spawn ``pooldrop serve`` without waiting for it (``wait_ready`` does)."""
@@ -216,6 +219,7 @@ class PooldropServer(_Child):
         env.update(POOLDROP_LOG_LEVEL="warning", POOLDROP_ENVIRONMENT="development")
         if self.database_url:
             env["POOLDROP_DATABASE_URL"] = self.database_url
+        env.update(self.extra_env)
         argv = [
             sys.executable,
             "-c",
