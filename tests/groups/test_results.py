@@ -97,6 +97,9 @@ async def test_every_member_reads_results(work: Work, server: LiveServer) -> Non
     assert part.headers["content-range"] == f"bytes 10-19/{len(data) + 1}"
     cached = await listener.client.get(content_url, headers={"If-None-Match": etag})
     assert cached.status_code == 304 and cached.content == b""
+    head = await listener.client.head(content_url)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(data) + 1)
 
 
 async def test_latest_is_404_until_a_result_exists(work: Work) -> None:

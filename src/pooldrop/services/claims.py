@@ -7,7 +7,8 @@ group: the loser of a race sees zero rows changed.
 
 A *live* lease is one whose group is ``claimed`` under that ``lease_id``, held by the caller, and
 not past ``lease_expires_at``. Only a live lease may heartbeat, release, download the archive or
-publish the result; anything else is ``409 lease_lost``.
+publish the result; anything else is ``409 lease_lost``. (A pool admin may also download the
+archive of a closed group without a lease: see ``services/archive.py``.)
 
 Attempts are counted when a group is claimed. Losing the lease, by expiry or by a voluntary
 ``release``, ends that attempt: the group goes back to ``ready`` while attempts are left, else to

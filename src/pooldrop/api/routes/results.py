@@ -48,7 +48,7 @@ async def get_result(
     return result_view(result)
 
 
-@router.get("/pools/{pool_id}/results/{result_id}/content")
+@router.api_route("/pools/{pool_id}/results/{result_id}/content", methods=["GET", "HEAD"])
 async def get_result_content(
     pool_id: str, result_id: str, request: Request, principal: PrincipalDep, rt: RuntimeDep
 ) -> Response:
