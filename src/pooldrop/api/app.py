@@ -12,11 +12,13 @@ from pooldrop.api import problems, ws
 from pooldrop.api.routes import (
     admin,
     auth,
+    batches,
     events,
     groups,
     health,
     pools,
     results,
+    tus,
     uploads,
     webhooks,
 )
@@ -70,7 +72,20 @@ def create_app(
         openapi_url="/openapi.json",
     )
     problems.install(app)
-    for module in (health, auth, pools, uploads, admin, events, webhooks, ws, groups, results):
+    for module in (
+        health,
+        auth,
+        pools,
+        uploads,
+        batches,
+        tus,
+        admin,
+        events,
+        webhooks,
+        ws,
+        groups,
+        results,
+    ):
         app.include_router(module.router)
     app.include_router(auth.legacy)
     web.mount(app)
