@@ -31,9 +31,7 @@ async def test_one_event_reaches_200_subscribers_serialized_once(
         )
     )
     path = f"/api/v1/pools/{pool.id}/events/stream?after=1"
-    streams = await asyncio.gather(
-        *(open_sse(client, path, exit_stack) for _ in range(SSE_COUNT))
-    )
+    streams = await asyncio.gather(*(open_sse(client, path, exit_stack) for _ in range(SSE_COUNT)))
     sockets = await asyncio.gather(
         *(open_ws(server, exit_stack, pool.listener.token) for _ in range(WS_COUNT))
     )

@@ -112,8 +112,8 @@ async def test_removed_member_stream_ends(
 
 async def test_client_disconnect_unsubscribes(server: LiveServer, pool: Pool) -> None:
     hub = hub_of(server)
-    async with httpx.AsyncClient(base_url=server.url, headers=pool.admin.headers) as client:
-        async with client.stream("GET", _path(pool)) as r:
-            assert r.status_code == 200
-            await eventually(lambda: hub.subscriber_count == 1, "the stream to subscribe")
+    client = httpx.AsyncClient(base_url=server.url, headers=pool.admin.headers)
+    async with client, client.stream("GET", _path(pool)) as r:
+        assert r.status_code == 200
+        await eventually(lambda: hub.subscriber_count == 1, "the stream to subscribe")
     await eventually(lambda: hub.subscriber_count == 0, "the stream to unsubscribe")
