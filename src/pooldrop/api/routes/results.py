@@ -48,7 +48,8 @@ async def get_result(
     return result_view(result)
 
 
-@router.api_route("/pools/{pool_id}/results/{result_id}/content", methods=["GET", "HEAD"])
+@router.get("/pools/{pool_id}/results/{result_id}/content")
+@router.head("/pools/{pool_id}/results/{result_id}/content", include_in_schema=False)
 async def get_result_content(
     pool_id: str, result_id: str, request: Request, principal: PrincipalDep, rt: RuntimeDep
 ) -> Response:

@@ -111,7 +111,8 @@ async def get_upload(
     return upload_view(upload)
 
 
-@router.api_route("/pools/{pool_id}/uploads/{upload_id}/content", methods=["GET", "HEAD"])
+@router.get("/pools/{pool_id}/uploads/{upload_id}/content")
+@router.head("/pools/{pool_id}/uploads/{upload_id}/content", include_in_schema=False)
 async def get_upload_content(
     pool_id: str, upload_id: str, request: Request, principal: PrincipalDep, rt: RuntimeDep
 ) -> Response:
