@@ -141,6 +141,25 @@ MATRIX: list[Row] = [
     ),
     R("GET", "/api/v1/pools/{pool_id}/results", (401, 404, 200, 200, 200, 200, 200)),
     R("GET", "/api/v1/pools/{pool_id}/results/latest", (401, 404, 404, 404, 404, 404, 404)),
+    # Events and webhooks (the SSE stream never ends, so it is checked in tests/events).
+    R("GET", "/api/v1/pools/{pool_id}/events?wait=0", (401, 404, 200, 200, 200, 200, 200)),
+    R(
+        "POST",
+        "/api/v1/pools/{pool_id}/webhooks",
+        (401, 404, 403, 403, 403, 201, 201),
+        {"url": "http://127.0.0.1:9/hook", "events": ["*"]},
+    ),
+    R("GET", "/api/v1/pools/{pool_id}/webhooks", (401, 404, 403, 403, 403, 200, 200)),
+    R(
+        "DELETE",
+        "/api/v1/pools/{pool_id}/webhooks/00000000-0000-7000-8000-000000000000",
+        (401, 404, 403, 403, 403, 404, 404),
+    ),
+    R(
+        "GET",
+        "/api/v1/pools/{pool_id}/webhooks/00000000-0000-7000-8000-000000000000/deliveries",
+        (401, 404, 403, 403, 403, 404, 404),
+    ),
 ]
 
 
