@@ -410,10 +410,10 @@ class EventHub:
             raise ValueError("after must be >= 0")
         async with self.rt.read() as session:
             role = await role_in_pool(session, principal, pool_id)
-            head = await session.scalar(select(Pool.event_seq).where(Pool.id == pool_id))
-            if role is None or head is None:
-                raise NotFound("no such pool")
-            floor = await retention.retained_floor(session, pool_id, head)
+            bounds = await retention.log_bounds(session, pool_id) if role else None
+        if role is None or bounds is None:
+            raise NotFound("no such pool")
+        _head, floor = bounds
         if after is None:
             after = floor
         else:

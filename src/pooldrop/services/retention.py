@@ -25,16 +25,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pooldrop.errors import Gone
 from pooldrop.services.runtime import Runtime
-from pooldrop.store.models import Event
+from pooldrop.store.models import Event, Pool
 
 
-async def retained_floor(session: AsyncSession, pool_id: str, head: int) -> int:
-    """Every event of ``pool_id`` with seq above the returned value is still in the log.
+async def log_bounds(session: AsyncSession, pool_id: str) -> tuple[int, int] | None:
+    """``(head, floor)`` of the pool's log in one query, or None if there is no such pool.
 
-    ``head`` is the pool's ``event_seq`` read in the same session before this call.
+    ``head`` is the last seq assigned; every event with seq above ``floor`` is still retained.
     """
-    oldest = await session.scalar(select(func.min(Event.seq)).where(Event.pool_id == pool_id))
-    return head if oldest is None else int(oldest) - 1
+    oldest = select(func.min(Event.seq)).where(Event.pool_id == pool_id).scalar_subquery()
+    row = (await session.execute(select(Pool.event_seq, oldest).where(Pool.id == pool_id))).first()
+    if row is None:
+        return None
+    head, first = int(row[0]), row[1]
+    return head, (head if first is None else int(first) - 1)
 
 
 def check_cursor(after: int, floor: int) -> None:
