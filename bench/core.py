@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -80,21 +81,37 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def paired_runs(
     ctx: Context,
     pooldrop_run: Callable[[int], float],
     baseline_run: Callable[[int], float] | None,
+    *,
+    server_pid: int | None = None,
+    stats: dict[str, Any] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Run pooldrop then the baseline, ``ctx.runs`` times, interleaved so drift hits both alike.
 
     Dirty pages are flushed before every run: what the previous run left for the kernel to write
-    back should not slow the next one down.
+    back should not slow the next one down. With ``stats`` given, the pooldrop server's CPU use
+    during each of its runs (1.0 = one core busy) is added as ``server_cpu``: well under 1.0 means
+    the server mostly waited (on disk, locks or the client), not computed.
     """
     ours: list[float] = []
     theirs: list[float] = []
+    pid = server_pid or ctx.pooldrop.pid
     for i in range(ctx.runs):
         os.sync()
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
         ours.append(pooldrop_run(i))
+        if stats is not None:
+            used = (cpu_seconds(pid) - cpu0) / max(time.monotonic() - t0, 1e-9)
+            stats.setdefault("server_cpu", []).append(round(used, 2))
         if baseline_run is not None:
             os.sync()
             theirs.append(baseline_run(i))
@@ -109,6 +126,7 @@ def ratio_outcome(
     unit: str,
     min_ratio: float,
     baseline_label: str = "",
+    baseline_unit: str | None = None,
     values: dict[str, Any] | None = None,
     note: str = "",
 ) -> Outcome:
@@ -119,7 +137,9 @@ def ratio_outcome(
     pairs = [a / b for a, b in zip(ours, theirs, strict=False) if b]
     ratio = median(pairs) if len(pairs) == len(theirs) else median(ours) / median(theirs)
     judged = None if ctx.mode is Mode.SMOKE else ratio >= min_ratio
-    baseline = f"{median(theirs):,.1f} {unit}" + (f" ({baseline_label})" if baseline_label else "")
+    baseline = f"{median(theirs):,.1f} {baseline_unit or unit}"
+    if baseline_label:
+        baseline += f" ({baseline_label})"
     return Outcome(
         shown,
         baseline,

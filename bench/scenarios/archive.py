@@ -9,6 +9,7 @@ import subprocess
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -128,7 +129,8 @@ def run(ctx: Context) -> Outcome:
         return size / seconds / 1e6
 
     # tar is the baseline even without nginx: it is a local command.
-    p, n = paired_runs(ctx, ours, theirs)
+    stats: dict[str, Any] = {}
+    p, n = paired_runs(ctx, ours, theirs, stats=stats)
     return ratio_outcome(
         ctx,
         p,
@@ -136,5 +138,5 @@ def run(ctx: Context) -> Outcome:
         unit="MB/s",
         min_ratio=MIN_RATIO,
         baseline_label="tar",
-        values={"files": count, "file_bytes": FILE_SIZE},
+        values={"files": count, "file_bytes": FILE_SIZE, **stats},
     )

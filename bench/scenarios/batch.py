@@ -11,6 +11,7 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.api import BATCH, auth
 from bench.core import Context, Outcome, median, paired_runs, ratio_outcome
@@ -88,7 +89,8 @@ def run(ctx: Context) -> Outcome:
         small_body = ctx.random_file("small.bin", SMALL_SIZE)
         baseline = [nginx_small(ctx, small_body, i) for i in range(ctx.runs)]
         ctx.shared["nginx_small_rps"] = median(baseline)
-    p, _ = paired_runs(ctx, ours, None)
+    stats: dict[str, Any] = {}
+    p, _ = paired_runs(ctx, ours, None, stats=stats)
     theirs = [ctx.shared["nginx_small_rps"]] * len(p) if ctx.nginx is not None else []
     return ratio_outcome(
         ctx,
@@ -96,6 +98,7 @@ def run(ctx: Context) -> Outcome:
         theirs,
         unit="files/s",
         min_ratio=MIN_RATIO,
-        baseline_label="req/s of small",
-        values={"files": count, "file_bytes": FILE_SIZE, "nginx_small_runs": baseline},
+        baseline_label="nginx `small`",
+        baseline_unit="req/s",
+        values={"files": count, "file_bytes": FILE_SIZE, "nginx_small_runs": baseline, **stats},
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from typing import Any
 
 import httpx
 
@@ -70,12 +71,13 @@ def run(ctx: Context) -> Outcome:
         )
         return _mb_per_s(r, "nginx")
 
-    p, n = paired_runs(ctx, ours, theirs if ctx.nginx else None)
+    stats: dict[str, Any] = {}
+    p, n = paired_runs(ctx, ours, theirs if ctx.nginx else None, stats=stats)
     return ratio_outcome(
         ctx,
         p,
         n,
         unit="MB/s",
         min_ratio=MIN_RATIO,
-        values={"bytes": size, "clients": clients, "seconds": seconds},
+        values={"bytes": size, "clients": clients, "seconds": seconds, **stats},
     )

@@ -7,6 +7,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.api import UPLOAD, auth
 from bench.core import Context, Outcome, paired_runs, ratio_outcome
@@ -59,5 +60,8 @@ def run(ctx: Context) -> Outcome:
         ctx.nginx.clear_dav()
         return size / r.seconds / 1e6
 
-    p, n = paired_runs(ctx, ours, theirs if ctx.nginx else None)
-    return ratio_outcome(ctx, p, n, unit="MB/s", min_ratio=MIN_RATIO, values={"bytes": size})
+    stats: dict[str, Any] = {}
+    p, n = paired_runs(ctx, ours, theirs if ctx.nginx else None, stats=stats)
+    return ratio_outcome(
+        ctx, p, n, unit="MB/s", min_ratio=MIN_RATIO, values={"bytes": size, **stats}
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from pathlib import Path
+from typing import Any
 
 from bench import postgres
 from bench.api import UPLOAD, BenchApi, auth
@@ -51,7 +52,7 @@ def nginx_small(ctx: Context, body: Path, i: int) -> float:
 
 
 def _pooldrop_small(
-    ctx: Context, api: BenchApi, url: str, label: str
+    ctx: Context, api: BenchApi, srv: PooldropServer, label: str, stats: dict[str, Any]
 ) -> tuple[list[float], list[float]]:
     quota, conns = _sizes(ctx)
     body = ctx.random_file("small.bin", SIZE)
@@ -62,7 +63,7 @@ def _pooldrop_small(
         # {n} is a per-request id from the script's counter, {now} the send time (a long run
         # crossing the hour still lands in an open window).
         r = run_wrk(
-            url,
+            srv.url,
             method="POST",
             path=f"/api/v1/pools/{pool.id}/uploads?ts={{now}}&name=s.bin&client_upload_id={{n}}",
             body=body,
@@ -73,13 +74,15 @@ def _pooldrop_small(
         )
         return _checked(r, quota, "pooldrop")
 
-    return paired_runs(ctx, ours, (lambda i: nginx_small(ctx, body, i)) if ctx.nginx else None)
+    baseline = (lambda i: nginx_small(ctx, body, i)) if ctx.nginx else None
+    return paired_runs(ctx, ours, baseline, server_pid=srv.pid, stats=stats)
 
 
 def run(ctx: Context) -> Outcome:
     ctx.require(UPLOAD)
     quota, conns = _sizes(ctx)
-    p, n = _pooldrop_small(ctx, ctx.api, ctx.pooldrop.url, "small")
+    stats: dict[str, Any] = {}
+    p, n = _pooldrop_small(ctx, ctx.api, ctx.pooldrop, "small", stats)
     if n:
         ctx.shared["nginx_small_rps"] = median(n)
     return ratio_outcome(
@@ -88,13 +91,14 @@ def run(ctx: Context) -> Outcome:
         n,
         unit="req/s",
         min_ratio=MIN_RATIO,
-        values={"requests": quota, "connections": conns, "bytes": SIZE},
+        values={"requests": quota, "connections": conns, "bytes": SIZE, **stats},
     )
 
 
 def run_pg(ctx: Context) -> Outcome:
     ctx.require(UPLOAD)
     quota, conns = _sizes(ctx)
+    stats: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         srv = ctx.pg_server
         if srv is None:
@@ -103,12 +107,12 @@ def run_pg(ctx: Context) -> Outcome:
         srv.wait_ready()
         api = BenchApi(srv.url)
         stack.callback(api.close)
-        p, n = _pooldrop_small(ctx, api, srv.url, "smallpg")
+        p, n = _pooldrop_small(ctx, api, srv, "smallpg", stats)
     return ratio_outcome(
         ctx,
         p,
         n,
         unit="req/s",
         min_ratio=MIN_RATIO_PG,
-        values={"requests": quota, "connections": conns, "bytes": SIZE},
+        values={"requests": quota, "connections": conns, "bytes": SIZE, **stats},
     )
