@@ -79,3 +79,23 @@ async def test_bus_outage_only_delays_delivery(settings: Settings, clock: FakeCl
         assert [e["seq"] for e in await ws.events(4, within=8)] == [1, 2, 3, 4]
         hub = hub_of(server)
         assert hub.stats.wakeups == 0 and hub.stats.polls >= 1
+
+
+async def test_event_written_on_one_node_wakes_another(
+    settings: Settings, clock: FakeClock
+) -> None:
+    # Two app instances on one database and one bus, as two replicas behind a load balancer.
+    async with (
+        live_server(settings, clock) as node_a,
+        live_server(settings, clock) as node_b,
+        Api(node_a) as api,
+        AsyncExitStack() as stack,
+    ):
+        admin = await api.user()
+        pid = (await api.pool(admin))["pool_id"]
+        on_b = await open_sse(
+            api.anon, f"{node_b.url}/api/v1/pools/{pid}/events/stream", stack, headers=admin.headers
+        )
+        await record(node_a, pid, events.GROUP_READY)
+        assert (await on_b.next(within=5)).id == 1
+        assert hub_of(node_b).stats.wakeups >= 1  # node A's commit woke node B's hub
