@@ -204,6 +204,13 @@ async def test_gives_up_after_max_attempts(
         webhooks.MAX_ATTEMPTS,
         None,
     )
+    # Finished deliveries are forgotten with the events they carried.
+    server.clock.advance(server.settings.event_retention)
+    assert (await server.scheduler.run_once())["purge_old_webhook_deliveries"] == 1
+    r = await admin_key.client.get(
+        f"/api/v1/pools/{pool.id}/webhooks/{hook['webhook_id']}/deliveries"
+    )
+    assert r.json()["items"] == []
 
 
 async def test_unreachable_target_is_recorded(server: LiveServer, pool: Pool) -> None:

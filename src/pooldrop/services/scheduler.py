@@ -66,6 +66,7 @@ def default_jobs() -> list[tuple[str, Job]]:
         ("purge_expired_events", retention.purge_expired_events),
         ("enqueue_webhook_deliveries", webhooks.enqueue_deliveries),
         ("send_webhook_deliveries", webhooks.send_due_deliveries),
+        ("purge_old_webhook_deliveries", webhooks.purge_old_deliveries),
         ("expire_transfers", transfers.expire_transfers),
         ("sweep_storage", transfers.StorageSweep()),
     ]

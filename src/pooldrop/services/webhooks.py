@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
-from sqlalchemy import select, true, update
+from sqlalchemy import delete, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pooldrop import __version__
@@ -276,6 +276,18 @@ async def _enqueue_one(rt: Runtime, hook_id: str, cursor: int) -> int:
         ]
         s.add_all(fresh)
     return len(fresh)
+
+
+async def purge_old_deliveries(rt: Runtime) -> int:
+    """Scheduler job: forget finished deliveries older than the event retention."""
+    cutoff = rt.clock.now() - timedelta(seconds=rt.settings.event_retention)
+    async with rt.uow() as uow:
+        result = await uow.session.execute(
+            delete(WebhookDelivery)
+            .where(WebhookDelivery.status != PENDING, WebhookDelivery.created_at < cutoff)
+            .execution_options(synchronize_session=False)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # -- sending ----------------------------------------------------------------------------------
