@@ -160,6 +160,13 @@ MATRIX: list[Row] = [
         "/api/v1/pools/{pool_id}/webhooks/00000000-0000-7000-8000-000000000000/deliveries",
         (401, 404, 403, 403, 403, 404, 404),
     ),
+    # Batches: access is decided before the body is read (a JSON body is then refused, 415).
+    R("POST", "/api/v1/pools/{pool_id}/batches", (401, 404, 403, 415, 403, 415, 415), {}),
+    # tus: OPTIONS is public; authentication comes before the protocol version check (412).
+    # Creation checks the pool named in Upload-Metadata: tests/uploads/test_tus.py.
+    R("OPTIONS", "/api/v1/tus/", (204, 204, 204, 204, 204, 204, 204)),
+    R("POST", "/api/v1/tus/", (401, 412, 412, 412, 412, 412, 412)),
+    R("DELETE", "/api/v1/tus/{pool_id}", (401, 412, 412, 412, 412, 412, 412)),
 ]
 
 

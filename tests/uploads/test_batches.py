@@ -19,15 +19,9 @@ from tests.conftest import START
 from tests.support.api import Actor
 from tests.support.server import LiveServer
 from tests.uploads.conftest import PoolFixture
-from tests.uploads.routes import ensure_mounted
 
 BOUNDARY = "pooldrop-batch-7f3a9c"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
-
-
-@pytest.fixture(autouse=True)
-def _mounted(server: LiveServer) -> None:
-    ensure_mounted(server.app)
 
 
 def _head(name: str, content_type: str = "application/octet-stream", first: bool = False) -> bytes:

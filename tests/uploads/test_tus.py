@@ -16,13 +16,7 @@ import pytest
 from tests.conftest import START
 from tests.support.server import LiveServer
 from tests.uploads.conftest import PoolFixture
-from tests.uploads.routes import ensure_mounted
 from tests.uploads.tus_support import OFFSET_STREAM, TUS, Tus, raw_patch
-
-
-@pytest.fixture(autouse=True)
-def _mounted(server: LiveServer) -> None:
-    ensure_mounted(server.app)
 
 
 @pytest.fixture

@@ -10,12 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import START
 from tests.support.server import LiveServer
 from tests.uploads.conftest import PoolFixture
-from tests.uploads.routes import ensure_mounted
 
 SIZE = 50 * 1024 * 1024
 CHUNK = 10 * 1024 * 1024  # not a multiple of the server's part size
@@ -45,11 +42,6 @@ print(json.dumps({
     "upload_id": last.get("pooldrop-upload-id"),
 }))
 """
-
-
-@pytest.fixture(autouse=True)
-def _mounted(server: LiveServer) -> None:
-    ensure_mounted(server.app)
 
 
 async def run_client(tmp_path: Path, *args: str) -> dict[str, Any]:
