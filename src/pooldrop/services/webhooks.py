@@ -67,8 +67,10 @@ SEND_TIMEOUT = 5.0
 CLAIM_SECONDS = 60.0
 """How long a claimed delivery stays invisible to other nodes; well above SEND_TIMEOUT."""
 ENQUEUE_BATCH = 500
-SEND_BATCH = 100
-SEND_CONCURRENCY = 10
+# One pass sends its whole batch at once, so a hanging receiver costs the scheduler's pass
+# (window triggers, lease expiry) at most about SEND_TIMEOUT, not SEND_TIMEOUT per delivery.
+SEND_BATCH = 50
+SEND_CONCURRENCY = 50
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
@@ -381,13 +383,17 @@ async def _attempt(rt: Runtime, client: httpx.AsyncClient, claim: _Claim) -> Non
     status: int | None = None
     error: str | None = None
     try:
-        # Streamed and never read: a receiver cannot make us buffer a large answer.
-        async with client.stream("POST", claim.url, content=claim.body, headers=headers) as r:
-            status = r.status_code
+        # httpx's timeout is per phase; this bounds the whole exchange (a slow-drip receiver).
+        async with asyncio.timeout(SEND_TIMEOUT):
+            # Streamed and never read: a receiver cannot make us buffer a large answer.
+            async with client.stream("POST", claim.url, content=claim.body, headers=headers) as r:
+                status = r.status_code
         if not 200 <= status < 300:
             error = f"HTTP {status}"
+    except TimeoutError:
+        error = f"no answer within {SEND_TIMEOUT:g} s"
     except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"[:1000] or type(exc).__name__
+        error = f"{type(exc).__name__}: {exc}"[:1000]
     log.info(
         "webhook delivery %s attempt %d: %s",
         claim.delivery_id,
