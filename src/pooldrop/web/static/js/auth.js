@@ -7,7 +7,7 @@ function describe(err, action) {
   if (!(err instanceof ApiError)) return err;
   // Keep the server's sentence, and say what to do where the status makes it clear.
   if (err.status === 429 && err.retryAfter) {
-    return new Error(`${err.detail} Try again in ${Math.ceil(err.retryAfter)} s.`);
+    return new Error(`${err.detail} (wait ${Math.ceil(err.retryAfter)} s).`);
   }
   if (err.status === 401 && action === "login") return new Error(err.detail || "Wrong username or password.");
   return err;

@@ -66,7 +66,15 @@ export function fmtBytes(n) {
 const DATE_FMT = new Intl.DateTimeFormat(undefined, {
   year: "numeric",
   month: "short",
-  day: "2-digit",
+  day: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+});
+// Tables are dense: leave the year out when it is this year's.
+const THIS_YEAR_FMT = new Intl.DateTimeFormat(undefined, {
+  month: "short",
+  day: "numeric",
   hour: "2-digit",
   minute: "2-digit",
   second: "2-digit",
@@ -82,18 +90,45 @@ export function timeEl(iso, { short = false } = {}) {
   if (!iso) return "—";
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return String(iso);
-  return h("time", { datetime: iso, title: iso }, (short ? TIME_FMT : DATE_FMT).format(d));
+  const fmt = short ? TIME_FMT : d.getFullYear() === new Date().getFullYear() ? THIS_YEAR_FMT : DATE_FMT;
+  return h("time", { datetime: iso, title: iso }, fmt.format(d));
 }
 
-/** A window as "start → end" in local time. */
+const DAY_FMT = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+const HM_FMT = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+
+function clock(d) {
+  // Windows usually start on whole minutes: show seconds only when they matter.
+  return d.getSeconds() ? TIME_FMT.format(d) : HM_FMT.format(d);
+}
+
+/** The start of a window, as a short local time of day; the exact value on hover. */
+export function windowStartEl(iso) {
+  const d = new Date(iso);
+  if (!iso || Number.isNaN(d.getTime())) return "—";
+  return h("time", { class: "nowrap", datetime: iso, title: iso }, clock(d));
+}
+
+/** A window as "Mar 2, 12:00 → 12:15" in local time; exact UTC bounds on hover. */
 export function windowEl(start, end) {
-  return h("span", { class: "nowrap" }, timeEl(start), " → ", timeEl(end, { short: true }));
+  const a = new Date(start);
+  const b = new Date(end);
+  if (Number.isNaN(a.getTime()) || Number.isNaN(b.getTime())) return `${start} → ${end}`;
+  const sameDay = a.toDateString() === b.toDateString();
+  return h(
+    "time",
+    { class: "nowrap", datetime: start, title: `${start} → ${end}` },
+    `${DAY_FMT.format(a)}, ${clock(a)} → ${sameDay ? "" : `${DAY_FMT.format(b)}, `}${clock(b)}`,
+  );
 }
 
-/** First characters of an id, full id on hover. */
+/**
+ * The last characters of an id, full id on hover. (Ids are UUIDv7: their first characters are a
+ * timestamp, shared by everything made in the same minute; the tail tells them apart.)
+ */
 export function shortId(id, length = 8) {
   if (!id) return "—";
-  return h("code", { class: "id", title: id }, String(id).slice(0, length));
+  return h("code", { class: "id", title: id }, `…${String(id).slice(-length)}`);
 }
 
 /** A coloured label; `tone` picks the colour class (state names map to tones in CSS). */

@@ -57,8 +57,8 @@ export function eventsPanel(pool, people, onEvent) {
   list.append(empty);
   let paused = false;
   const held = [];
-  const pauseBtn = h("button", { type: "button", class: "btn btn-ghost btn-small", "aria-pressed": "false" }, "Pause");
-  const clearBtn = h("button", { type: "button", class: "btn btn-ghost btn-small" }, "Clear");
+  const pauseBtn = h("button", { type: "button", class: "btn btn-secondary btn-small", "aria-pressed": "false" }, "Pause");
+  const clearBtn = h("button", { type: "button", class: "btn btn-secondary btn-small" }, "Clear");
 
   function setState(state, text) {
     status.dataset.state = state;

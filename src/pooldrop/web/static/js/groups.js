@@ -38,31 +38,35 @@ export function groupsSection(ctx, pool) {
 
   const groupColumns = [
     { label: "Window", cell: (g) => windowEl(g.window_start, g.window_end) },
-    { label: "State", cell: (g) => [badge(g.state), g.trigger ? h("div", { class: "muted small" }, `by ${g.trigger}`) : null] },
-    { label: "Files", cell: (g) => String(g.file_count), class: "num" },
-    { label: "Size", cell: (g) => fmtBytes(g.bytes), class: "num" },
+    {
+      label: "State",
+      cell: (g) => [
+        badge(g.state),
+        g.trigger ? h("span", { class: "muted small" }, ` ${g.trigger}`) : null,
+        g.attempts ? h("div", { class: "muted small" }, `attempts: ${g.attempts}`) : null,
+        canClose && g.state === "open"
+          ? h("div", {}, actionButton("Close now", () => closeGroup(g), {
+            kind: "secondary btn-small",
+            ariaLabel: `Close the group of the window starting ${g.window_start}`,
+          }))
+          : null,
+      ],
+      class: "nowrap",
+    },
+    { label: "Files", cell: (g) => [String(g.file_count), h("span", { class: "muted small" }, ` · ${fmtBytes(g.bytes)}`)], class: "num" },
     { label: "Contributors", cell: (g) => String(g.contributors), class: "num" },
-    { label: "Attempts", cell: (g) => String(g.attempts), class: "num" },
     {
       label: "Result",
       cell: (g) => {
         if (!g.result_id) return g.state === "claimed" && g.lease_expires_at ? ["lease until ", timeEl(g.lease_expires_at, { short: true })] : "—";
         const name = resultNames.get(g.result_id);
-        return actionButton(name ?? "Download", () => download({ result_id: g.result_id, name: name ?? `result-${g.result_id}` }), {
+        return actionButton(name ? h("span", { class: "filename" }, name) : "Download", () => download({ result_id: g.result_id, name: name ?? `result-${g.result_id}` }), {
           kind: "link",
           ariaLabel: `Download the result of the window starting ${g.window_start}`,
         });
       },
     },
   ];
-  if (canClose) {
-    groupColumns.push({
-      label: "Actions",
-      cell: (g) => (g.state === "open"
-        ? actionButton("Close now", () => closeGroup(g), { ariaLabel: `Close the group of the window starting ${g.window_start}` })
-        : ""),
-    });
-  }
 
   const resultColumns = [
     { label: "Name", cell: (r) => h("span", { class: "filename" }, r.name) },

@@ -32,7 +32,7 @@ function keyForm(pool, onCreated) {
 }
 
 function enrollmentForm(pool, onCreated) {
-  const role = select("role", POOL_ROLES, "contributor");
+  const role = select("role", POOL_ROLES.map(([value]) => value), "contributor");
   const maxUses = h("input", { name: "max_uses", type: "number", min: "1", step: "1", value: "100", required: true, inputmode: "numeric" });
   const expiresIn = h("input", { name: "expires_in", value: "7d", required: true, autocomplete: "off", spellcheck: "false" });
   const errors = errorBox();
@@ -86,7 +86,7 @@ export function keysSection(ctx, pool, people) {
     { label: "Key id", cell: (k) => shortId(k.key_id, 12) },
     { label: "Created", cell: (k) => timeEl(k.created_at) },
     { label: "State", cell: (k) => (k.revoked_at ? [badge("revoked", "bad"), " ", timeEl(k.revoked_at)] : badge("active", "ok")) },
-    { label: "Source", cell: (k) => (k.enrollment_id ? ["enrolled ", shortId(k.enrollment_id)] : "created here") },
+    { label: "Source", cell: (k) => (k.enrollment_id ? ["enrolled ", shortId(k.enrollment_id)] : "created here"), class: "nowrap" },
     {
       label: "",
       cell: (k) => (k.revoked_at ? "" : actionButton("Revoke", () => revoke(k), { kind: "danger", ariaLabel: `Revoke the key ${k.name}` })),
@@ -118,7 +118,8 @@ export function keysSection(ctx, pool, people) {
         "Enrollment token created",
         "Enrollment token",
         e.token,
-        `Shown only this once. Up to ${e.max_uses} apps may enrol as ${e.role} until ${new Date(e.expires_at).toLocaleString()}.`,
+        `Shown only this once. Up to ${e.max_uses} apps may enrol as ${e.role} until ${new Date(e.expires_at).toLocaleString()}: ` +
+          "each sends POST /api/v1/enroll with {token, name} and receives its own key.",
       ),
     );
   };

@@ -75,6 +75,10 @@ export function poolView(ctx, poolId) {
     if (!pool) return;
     const tabs = visibleTabs();
     const tab = tabs.find((t) => t.id === tabId) ?? tabs[0];
+    if (tab.id !== tabId) {
+      // A tab this role does not have: show the address of the one shown instead.
+      history.replaceState(null, "", `#/pools/${enc(pool.pool_id)}/${tab.id}`);
+    }
     fill(
       tabNav,
       tabs.map((t) =>

@@ -96,11 +96,10 @@ export function poolsView(ctx) {
         listArea,
         table(
           [
-            { label: "Name", cell: (p) => h("a", { href: `#/pools/${enc(p.pool_id)}` }, p.name) },
+            { label: "Name", cell: (p) => h("a", { href: `#/pools/${enc(p.pool_id)}`, class: "filename" }, p.name) },
             { label: "Your role", cell: (p) => badge(p.role) },
             { label: "Window", cell: (p) => p.window },
             { label: "Lateness", cell: (p) => p.allowed_lateness },
-            { label: "Late files", cell: (p) => p.late_policy },
             { label: "Quorum", cell: quorumText },
             { label: "Max file", cell: (p) => fmtBytes(p.max_file_size), class: "num" },
             { label: "Created", cell: (p) => timeEl(p.created_at) },

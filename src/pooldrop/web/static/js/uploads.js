@@ -17,6 +17,7 @@ import {
   timeEl,
   toLocalInput,
   uid,
+  windowStartEl,
 } from "./dom.js";
 
 const PARALLEL = 3;
@@ -30,9 +31,15 @@ class QueueItem {
     // Sent as client_upload_id: the same file sent again (a retry) is stored once.
     this.clientUploadId = randomId();
     this.state = "queued"; // queued | uploading | stored | error
+    // Set when the file can never be accepted (empty, too large): sending it again is pointless.
+    this.hopeless = false;
     this.abort = null;
     this.el = null;
   }
+}
+
+function sendable(item) {
+  return (item.state === "queued" || item.state === "error") && !item.hopeless;
 }
 
 function uploadCard(pool, onStored) {
@@ -55,7 +62,7 @@ function uploadCard(pool, onStored) {
   const summaryEl = h("span", { class: "muted small", role: "status" });
 
   function updateButtons() {
-    const waiting = items.filter((i) => i.state === "queued" || i.state === "error").length;
+    const waiting = items.filter(sendable).length;
     sendBtn.disabled = waiting === 0;
     sendBtn.textContent = waiting > 1 ? `Upload ${waiting} files` : "Upload";
     nowBtn.disabled = waiting === 0;
@@ -107,7 +114,7 @@ function uploadCard(pool, onStored) {
     if (state === "uploading") {
       buttons.push(h("button", { type: "button", class: "btn btn-ghost btn-small", onclick: () => item.abort?.(), "aria-label": `Cancel ${item.file.name}` }, "Cancel"));
     } else if (state !== "stored") {
-      if (state === "error") {
+      if (state === "error" && !item.hopeless) {
         buttons.push(h("button", { type: "button", class: "btn btn-secondary btn-small", onclick: () => send([item]), "aria-label": `Retry ${item.file.name}` }, "Retry"));
       }
       buttons.push(h("button", { type: "button", class: "btn btn-ghost btn-small", onclick: () => remove(item), "aria-label": `Remove ${item.file.name}` }, "Remove"));
@@ -140,6 +147,7 @@ function uploadCard(pool, onStored) {
   async function upload(item) {
     const problem = localProblem(item.file);
     if (problem) {
+      item.hopeless = true;
       setState(item, "error", problem);
       return;
     }
@@ -175,7 +183,7 @@ function uploadCard(pool, onStored) {
   }
 
   function send(chosen) {
-    const pending = chosen.filter((i) => i.state === "queued" || i.state === "error");
+    const pending = chosen.filter(sendable);
     for (const item of pending) setState(item, "queued", "waiting…");
     const next = () => {
       while (running < PARALLEL && pending.length) {
@@ -249,22 +257,29 @@ function historyCard(ctx, pool, people) {
 
   const columns = [
     { label: "Name", cell: (u) => h("span", { class: "filename" }, u.name) },
-    { label: "Event time", cell: (u) => timeEl(u.ts) },
-    { label: "Received", cell: (u) => timeEl(u.received_at) },
+    {
+      label: "Event time",
+      cell: (u) => {
+        const el = timeEl(u.ts);
+        if (el instanceof Element) el.title = `event time ${u.ts}, received ${u.received_at}`;
+        return el;
+      },
+    },
     { label: "Size", cell: (u) => fmtBytes(u.size), class: "num" },
     {
       label: "Status",
       cell: (u) => [badge(u.status), u.late ? [" ", badge("late", "warn")] : null, u.error ? h("div", { class: "small error-text" }, u.error) : null],
     },
-    { label: "Group", cell: (u) => shortId(u.group_id) },
-    { label: "Uploader", cell: (u) => people.name(u.uploader_id) ?? shortId(u.uploader_id) },
+    { label: "Window", cell: (u) => windowStartEl(u.window_start) },
+    // Members other than admins only ever see their own uploads.
+    isAdmin ? { label: "Uploader", cell: (u) => people.name(u.uploader_id) ?? shortId(u.uploader_id) } : null,
     {
       label: "File",
       cell: (u) => (u.status === "stored"
         ? actionButton("Download", () => saveAs(uploadContentPath(pool.pool_id, u.upload_id), u.name), { kind: "link", ariaLabel: `Download ${u.name}` })
         : "—"),
     },
-  ];
+  ].filter(Boolean);
 
   async function load(reset) {
     const page = await get(`/api/v1/pools/${enc(pool.pool_id)}/uploads`, {
