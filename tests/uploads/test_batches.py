@@ -191,6 +191,12 @@ async def test_whole_batch_errors(pool: PoolFixture, server: LiveServer) -> None
     many = [entry(f"p{i}", i) for i in range(3)]
     assert await code_of(b"".join(pieces(many, []))) == (422, "validation_error")
     assert await stored_keys(server) == []
+    # Unexpected parts are reported, up to as many as the manifest has entries.
+    strays = [("a", b"data")] + [(f"x{i}", b"?") for i in range(3)]
+    assert await code_of(b"".join(pieces([entry("a", 1), entry("b", 2)], strays))) == (
+        422,
+        "validation_error",
+    )
     # Access comes before the body is looked at: outsiders and listeners learn nothing more.
     listener = await pool.api.key(pool.admin, pool.pool_id, "listener")
     body = b"".join(pieces([entry("a", 1)], ok_file))

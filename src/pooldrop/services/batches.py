@@ -143,6 +143,8 @@ async def ingest_batch(
     async for part in parts:
         entry = by_part.get(part.name)
         if entry is None or part.name in done:
+            if len(strays) >= len(entries):
+                raise ValidationFailed("too many parts that the manifest does not name")
             why = "is not in the manifest" if entry is None else "was sent twice"
             strays.append(
                 FileResult(part.name, "rejected", error=ValidationFailed(f"part {why}; skipped"))
