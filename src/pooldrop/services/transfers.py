@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, cast
@@ -100,17 +101,7 @@ async def create(
 
     A bad upload is refused here, before any byte is sent.
     """
-    spec = uploads.UploadSpec(
-        pool_id=spec.pool_id,
-        name=spec.name,
-        ts=spec.ts,
-        client_upload_id=spec.client_upload_id,
-        content_type=spec.content_type,
-        metadata=spec.metadata,
-        expected_sha256=spec.expected_sha256,
-        content_length=length,
-    )
-    prepared = await uploads.prepare(rt, principal, spec)
+    prepared = await uploads.prepare(rt, principal, replace(spec, content_length=length))
     # The name alone can condemn a file: say so now rather than after its last byte.
     reason = forbidden_reason(prepared.name, b"", prepared.settings.forbidden_types)
     if reason:
