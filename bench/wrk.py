@@ -63,7 +63,7 @@ def run_wrk(
     connections: int = 1,
     threads: int = 1,
     quota: int = 0,
-    duration: float = 60.0,
+    duration: float = 900.0,
     timeout: float = 120.0,
     unique: bool = False,
     run_id: str = "r",
@@ -71,7 +71,8 @@ def run_wrk(
     """Run wrk against ``url``.
 
     With ``quota`` > 0 (one thread only) the run ends after that many responses, or fails after
-    ``duration`` seconds. With ``quota`` = 0 it runs for ``duration`` seconds and counts bytes.
+    ``duration`` seconds (a generous cap: a slow server should be measured, not cut off). With
+    ``quota`` = 0 it runs for ``duration`` seconds and counts bytes.
     """
     if quota and threads != 1:
         raise ValueError("a quota needs threads=1 (each wrk thread counts on its own)")
