@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 import httpx
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 T = TypeVar("T")
 
@@ -66,3 +69,40 @@ class Refuse(httpx.BaseTransport):
 
 def no_sleep(_seconds: float) -> None:
     """A retry policy's sleep for tests: backoff is computed, not waited."""
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port in this loop (no lifespan); yields its URL."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", ws="websockets-sansio"
+    )
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.005)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def without(app: ASGIApp, *, websocket: bool = True, sse: bool = False) -> ASGIApp:
+    """``app`` as a server that lacks the WebSocket gateway (and, with ``sse``, the SSE stream)."""
+
+    async def wrapper(scope: Scope, receive: Receive, send: Send) -> None:
+        if websocket and scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1000})  # a 403 at the handshake
+            return
+        if sse and scope["type"] == "http" and scope["path"].endswith("/events/stream"):
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b'{"detail":"Not Found"}'})
+            return
+        await app(scope, receive, send)
+
+    return wrapper

@@ -10,6 +10,7 @@ one's answer is authoritative (a 404 there means the pool is unknown).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -19,14 +20,14 @@ import httpx
 import websockets
 import websockets.asyncio.client
 import websockets.sync.client
-from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from pooldrop.client import _endpoints as ep
 from pooldrop.client._errors import (
-    ApiError,
     NotFound,
     PooldropError,
     TransportError,
+    Unauthenticated,
     from_problem,
     from_response,
     is_retryable,
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 TRANSPORTS = ("websocket", "sse", "longpoll")
 KEEPALIVE = 25.0
 """Seconds between ``alive`` frames on an idle WebSocket (the server drops silent sockets)."""
+CLOSE_AUTH = 4401
+"""The gateway's close code for a missing, bad or revoked credential."""
+ALIVE = json.dumps({"op": "alive"})
 POLL_WAIT = 25.0
 SSE_IDLE = 90.0
 """A stream silent this long (not even a comment) is presumed dead and reopened."""
@@ -80,25 +84,39 @@ class _Cursor:
             self.value = seq
 
 
-def _frame_error(msg: dict[str, Any]) -> ApiError | None:
-    """An error answer on the WebSocket, as the typed error."""
-    err = msg.get("error")
-    if isinstance(err, dict):
-        return from_problem(int(err.get("status") or 400), err)
-    if msg.get("op") == "error" or (msg.get("code") and msg.get("status")):
-        return from_problem(int(msg.get("status") or 400), msg)
+def _on_frame(raw: str | bytes) -> Event | None:
+    """The event a gateway frame pushes; an error frame raises its typed error."""
+    msg = json.loads(raw)
+    if not isinstance(msg, dict):
+        return None
+    if msg.get("op") == "error":
+        raise from_problem(int(msg.get("status") or 400), msg)
+    if msg.get("op") == "event":
+        return Event.model_validate(msg["event"])
     return None
 
 
-def _subscribe_frame(pool_id: str, cursor: int | None, credential: str | None) -> list[str]:
+def _subscribe_frames(pool_id: str, cursor: int | None, client: Client | AsyncClient) -> list[str]:
+    """``connect`` (the token travels in a frame, never in a URL that may be logged), then
+    ``subscribe`` after the cursor."""
     frames = []
-    if credential:
-        frames.append(json.dumps({"op": "connect", "rid": "c", "access_token": credential}))
+    if client.credential:
+        frames.append(json.dumps({"op": "connect", "rid": "c", "access_token": client.credential}))
     sub: dict[str, Any] = {"op": "subscribe", "rid": "s", "pool_id": pool_id}
     if cursor is not None:
         sub["after"] = cursor
     frames.append(json.dumps(sub))
     return frames
+
+
+def _handshake_error(e: Exception) -> Exception:
+    if isinstance(e, InvalidStatus):
+        # Starlette refuses a WebSocket to an unknown path with 403 before any auth happens
+        # (the token goes in the first frame), so 403 here also means "no such endpoint".
+        if e.response.status_code in (403, 404):
+            return _Unsupported()
+        return from_problem(e.response.status_code, _json(e.response.body))
+    return TransportError(f"websocket: {e!r}")
 
 
 class SSEParser:
@@ -130,12 +148,17 @@ class SSEParser:
         return None
 
 
-def _sse_event(data: str) -> Event | None:
+def _sse_message(_id: str | None, name: str | None, data: str) -> Event | None:
+    """The event in one SSE message; an ``error`` message raises the typed error it carries."""
     try:
         body = json.loads(data)
     except ValueError:
         return None
-    if isinstance(body, dict) and "seq" in body:
+    if not isinstance(body, dict):
+        return None
+    if name == "error":
+        raise from_problem(int(body.get("status") or 500), body)
+    if "seq" in body:
         return Event.model_validate(body)
     return None
 
@@ -210,41 +233,31 @@ class EventStream:
         return self._longpoll()
 
     def _websocket(self) -> Iterator[Event]:
-        try:
-            ws = websockets.sync.client.connect(
-                ws_url(self.client.base_url), open_timeout=10, max_size=2**24
-            )
-        except InvalidStatus as e:
-            # Starlette refuses a WebSocket to an unknown path with 403 before any auth happens
-            # (the token goes in the first frame), so 403 here also means "no such endpoint".
-            if e.response.status_code in (403, 404):
-                raise _Unsupported from None
-            raise from_problem(e.response.status_code, _json(e.response.body)) from None
-        except (OSError, WebSocketException, TimeoutError) as e:
-            raise TransportError(f"websocket: {e!r}") from e
-        self._ws = ws
-        try:
-            for frame in _subscribe_frame(self.pool_id, self._cursor.value, self.client.credential):
-                ws.send(frame)
-            while not self._closed.is_set():
-                try:
-                    raw = ws.recv(timeout=KEEPALIVE)
-                except TimeoutError:
-                    ws.send(json.dumps({"op": "alive"}))
-                    continue
-                msg = json.loads(raw)
-                error = _frame_error(msg)
-                if error is not None:
-                    raise error
-                if msg.get("op") == "event":
-                    yield Event.model_validate(msg["event"])
-        except WebSocketException as e:
-            raise TransportError(f"websocket closed: {e!r}") from e
-        except OSError as e:
-            raise TransportError(f"websocket: {e!r}") from e
-        finally:
-            self._ws = None
-            ws.close()
+        with contextlib.ExitStack() as stack:
+            try:
+                ws = stack.enter_context(
+                    websockets.sync.client.connect(
+                        ws_url(self.client.base_url), open_timeout=10, max_size=2**24
+                    )
+                )
+            except (OSError, WebSocketException, TimeoutError) as e:
+                raise _handshake_error(e) from e
+            self._ws = ws
+            try:
+                for frame in _subscribe_frames(self.pool_id, self._cursor.value, self.client):
+                    ws.send(frame)
+                while not self._closed.is_set():
+                    try:
+                        raw = ws.recv(timeout=KEEPALIVE)
+                    except TimeoutError:
+                        ws.send(ALIVE)
+                        continue
+                    if (event := _on_frame(raw)) is not None:
+                        yield event
+            except (OSError, WebSocketException) as e:
+                raise _ws_closed(e) from e
+            finally:
+                self._ws = None
 
     def _sse(self) -> Iterator[Event]:
         headers = {"Accept": "text/event-stream"}
@@ -264,7 +277,7 @@ class EventStream:
                     if self._closed.is_set():
                         return
                     got = parser.feed(line)
-                    if got is not None and (event := _sse_event(got[2])) is not None:
+                    if got is not None and (event := _sse_message(*got)) is not None:
                         yield event
             except httpx.TransportError as e:
                 raise TransportError(f"event stream broke: {e!r}") from e
@@ -279,6 +292,13 @@ class EventStream:
 
 def _longpoll_call(pool_id: str, cursor: int | None) -> ep.Call[ep.EventBatch]:
     return ep.poll_events(pool_id, after=cursor, wait=POLL_WAIT, limit=None)
+
+
+def _ws_closed(e: OSError | WebSocketException) -> PooldropError:
+    """A closed socket: 4401 means the credentials are no good (do not retry), else reconnect."""
+    if isinstance(e, ConnectionClosed) and e.rcvd is not None and e.rcvd.code == CLOSE_AUTH:
+        return Unauthenticated(e.rcvd.reason or "not authenticated", status=401)
+    return TransportError(f"websocket closed: {e!r}")
 
 
 def _route_missing(r: httpx.Response) -> bool:
@@ -354,39 +374,28 @@ class AsyncEventStream:
         return self._longpoll()
 
     async def _websocket(self) -> AsyncIterator[Event]:
-        try:
-            ws = await websockets.asyncio.client.connect(
-                ws_url(self.client.base_url), open_timeout=10, max_size=2**24
-            )
-        except InvalidStatus as e:
-            # Starlette refuses a WebSocket to an unknown path with 403 before any auth happens
-            # (the token goes in the first frame), so 403 here also means "no such endpoint".
-            if e.response.status_code in (403, 404):
-                raise _Unsupported from None
-            raise from_problem(e.response.status_code, _json(e.response.body)) from None
-        except (OSError, WebSocketException, TimeoutError) as e:
-            raise TransportError(f"websocket: {e!r}") from e
-        try:
-            for frame in _subscribe_frame(self.pool_id, self._cursor.value, self.client.credential):
-                await ws.send(frame)
-            while not self._closed:
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), KEEPALIVE)
-                except TimeoutError:
-                    await ws.send(json.dumps({"op": "alive"}))
-                    continue
-                msg = json.loads(raw)
-                error = _frame_error(msg)
-                if error is not None:
-                    raise error
-                if msg.get("op") == "event":
-                    yield Event.model_validate(msg["event"])
-        except WebSocketException as e:
-            raise TransportError(f"websocket closed: {e!r}") from e
-        except OSError as e:
-            raise TransportError(f"websocket: {e!r}") from e
-        finally:
-            await ws.close()
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                ws = await stack.enter_async_context(
+                    websockets.asyncio.client.connect(
+                        ws_url(self.client.base_url), open_timeout=10, max_size=2**24
+                    )
+                )
+            except (OSError, WebSocketException, TimeoutError) as e:
+                raise _handshake_error(e) from e
+            try:
+                for frame in _subscribe_frames(self.pool_id, self._cursor.value, self.client):
+                    await ws.send(frame)
+                while not self._closed:
+                    try:
+                        raw = await asyncio.wait_for(ws.recv(), KEEPALIVE)
+                    except TimeoutError:
+                        await ws.send(ALIVE)
+                        continue
+                    if (event := _on_frame(raw)) is not None:
+                        yield event
+            except (OSError, WebSocketException) as e:
+                raise _ws_closed(e) from e
 
     async def _sse(self) -> AsyncIterator[Event]:
         headers = {"Accept": "text/event-stream"}
@@ -406,7 +415,7 @@ class AsyncEventStream:
                     if self._closed:
                         return
                     got = parser.feed(line)
-                    if got is not None and (event := _sse_event(got[2])) is not None:
+                    if got is not None and (event := _sse_message(*got)) is not None:
                         yield event
             except httpx.TransportError as e:
                 raise TransportError(f"event stream broke: {e!r}") from e
