@@ -34,6 +34,8 @@ class Recording(httpx.HTTPTransport):
 class LoseAnswers(httpx.HTTPTransport):
     """Sends requests for real, but throws away the first ``n`` answers matching ``match``.
 
+    ``sent`` lists the matching requests, ``requests`` every request.
+
     The server did the work; the client saw a broken connection. That is the case a retry with
     the same ``client_upload_id`` must survive without creating a duplicate.
     """
@@ -43,8 +45,10 @@ class LoseAnswers(httpx.HTTPTransport):
         self.left = n
         self.match = match
         self.sent: list[httpx.Request] = []
+        self.requests: list[httpx.Request] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
         response = super().handle_request(request)
         if self.match(request):
             self.sent.append(request)

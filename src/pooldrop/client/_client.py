@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -254,12 +254,15 @@ class Client:
         name: str | None = None,
         client_upload_id: str | None = None,
         content_type: str | None = None,
+        metadata: dict[str, Any] | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         url: str | None = None,
+        on_url: Callable[[str], None] | None = None,
     ) -> Upload:
         """Upload a large file with tus: chunked PATCHes that resume from the server's offset.
 
-        Pass the ``url`` of an earlier, interrupted upload to continue it.
+        A dropped connection is resumed in place (HEAD, then the missing bytes). To resume after
+        a restart, keep the URL ``on_url`` reports and pass it back as ``url``.
         """
         with open_source(content, name=name) as source:
             tus = TusUpload(
@@ -271,12 +274,18 @@ class Client:
                     "filename": source.name,
                     "client_upload_id": client_upload_id or new_client_upload_id(),
                     "filetype": content_type or "",
+                    "sha256": source.sha256_hex,
+                    "metadata": _metadata_json(metadata) or "",
                 },
                 chunk_size=chunk_size,
                 url=url,
                 attempts=self.retry.attempts,
             )
+            reported = url
             while not tus.done:
+                if on_url is not None and tus.url is not None and tus.url != reported:
+                    reported = tus.url
+                    on_url(tus.url)
                 req = tus.next_request()
                 body = source.chunks(req.start, req.end) if req.method == "PATCH" else None
                 headers = {**req.headers, **self.auth_headers}
