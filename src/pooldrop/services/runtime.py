@@ -43,6 +43,9 @@ class Runtime:
     secret: str
     login_limiter: SlidingWindowLimiter
     passwords: Passwords
+    # SQLite: a second engine whose transactions do not take the write lock. Elsewhere: `engine`.
+    read_engine: AsyncEngine | None = None
+    read_sessions: async_sessionmaker[AsyncSession] | None = None
     hub: EventHub | None = field(default=None)
 
     def uow(self) -> AbstractAsyncContextManager[UnitOfWork]:
@@ -51,7 +54,7 @@ class Runtime:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for reads only; nothing is committed."""
-        async with self.sessions() as session:
+        async with (self.read_sessions or self.sessions)() as session:
             yield session
 
     async def wake(self, pool_id: str, seq: int) -> None:
@@ -104,10 +107,15 @@ async def start_runtime(
         await engine.dispose()
         await blobs.close()
         raise StartupError(f"bus {bus.url} is not reachable: {exc}") from exc
+    read_engine = (
+        create_engine(settings.database_url, read_only=True) if settings.is_sqlite else None
+    )
     return Runtime(
         settings=settings,
         engine=engine,
         sessions=session_factory(engine),
+        read_engine=read_engine,
+        read_sessions=session_factory(read_engine) if read_engine else None,
         blobs=blobs,
         bus=bus,
         clock=clock or SystemClock(),
@@ -121,3 +129,5 @@ async def stop_runtime(rt: Runtime) -> None:
     await rt.bus.close()
     await rt.blobs.close()
     await rt.engine.dispose()
+    if rt.read_engine is not None:
+        await rt.read_engine.dispose()

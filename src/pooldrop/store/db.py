@@ -1,8 +1,10 @@
 """Engines and the unit of work.
 
-SQLite (the embedded default) runs in WAL mode with foreign keys on, and every transaction starts
+SQLite (the embedded default) runs in WAL mode with foreign keys on. Writing transactions start
 with ``BEGIN IMMEDIATE``: SQLite allows one writer, and taking the write lock up front makes a
 second writer wait on ``busy_timeout`` instead of failing when a read lock cannot be upgraded.
+Read-only sessions use a second engine with plain ``BEGIN``, so reads never queue behind writers
+(WAL gives them a consistent snapshot).
 """
 
 from __future__ import annotations
@@ -24,15 +26,15 @@ from sqlalchemy.pool import ConnectionPoolEntry
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, read_only: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, "BEGIN" if read_only else "BEGIN IMMEDIATE")
         return engine
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
@@ -48,7 +50,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(begin)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
