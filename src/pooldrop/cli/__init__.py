@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pooldrop.cli import server
+from pooldrop.cli import client_cmds, server
 
 app = typer.Typer(
     name="pooldrop",
@@ -13,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 server.register(app)
+client_cmds.register(app)
 
 
 def main() -> None:

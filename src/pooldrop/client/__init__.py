@@ -12,6 +12,7 @@ from pooldrop.client._aggregator import Aggregator, CommandHandler, Handler, Hea
 from pooldrop.client._async_client import AsyncClient, aenroll
 from pooldrop.client._batch import BatchEntry
 from pooldrop.client._client import Client, enroll
+from pooldrop.client._config import Config, Profile, config_path
 from pooldrop.client._content import Content, Timestamp, new_client_upload_id
 from pooldrop.client._download import Progress
 from pooldrop.client._endpoints import EventBatch
@@ -62,6 +63,7 @@ from pooldrop.client._models import (
 from pooldrop.client._outbox import Outbox, OutboxEntry
 from pooldrop.client._retry import RetryPolicy
 from pooldrop.client._uploader import Backoff, FlushReport, Uploader
+from pooldrop.client._watcher import ResultWatcher, result_filename
 
 __all__ = [
     "Aggregator",
@@ -76,6 +78,7 @@ __all__ = [
     "Claim",
     "Client",
     "CommandHandler",
+    "Config",
     "Conflict",
     "ConnectionFailed",
     "Content",
@@ -108,9 +111,11 @@ __all__ = [
     "Page",
     "Pool",
     "PooldropError",
+    "Profile",
     "Progress",
     "RateLimited",
     "Result",
+    "ResultWatcher",
     "RetryPolicy",
     "ServerError",
     "Session",
@@ -124,6 +129,8 @@ __all__ = [
     "ValidationError",
     "WindowClosed",
     "aenroll",
+    "config_path",
     "enroll",
     "new_client_upload_id",
+    "result_filename",
 ]
