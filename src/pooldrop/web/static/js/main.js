@@ -1,9 +1,7 @@
 // Entry point: the session, the hash router and the top bar.
 //
-// Routes: #/login, #/pools, #/pools/<id>[/<tab>], #/admin. Any route may carry ?token=<access
-// token> (or the whole fragment may be #token=...): the console stores it and removes it from the
-// address bar at once. This lets scripts and headless screenshots open a signed-in console; a
-// fragment is never sent to the server.
+// Routes: #/login, #/pools, #/pools/<id>[/<tab>], #/admin. A session only ever starts from the
+// login form: a token taken from a link would let a crafted URL sign someone into another account.
 
 import { clearToken, get, getToken, post, setToken, UNAUTHENTICATED } from "./api.js";
 import { adminView } from "./admin.js";
@@ -30,19 +28,6 @@ const ctx = {
 
 let current = null; // {key, view}
 let pendingRoute = null; // where to go after logging in
-
-function takeTokenFromFragment() {
-  const fragment = location.hash.slice(1);
-  const [path, query = ""] = fragment.startsWith("/") ? fragment.split("?", 2) : ["", fragment];
-  const params = new URLSearchParams(query);
-  const token = params.get("token");
-  if (!token) return;
-  setToken(token);
-  params.delete("token");
-  const rest = params.toString();
-  const hash = `#${path || "/pools"}${rest ? `?${rest}` : ""}`;
-  history.replaceState(null, "", `${location.pathname}${location.search}${hash}`);
-}
 
 async function loadMe() {
   if (!getToken()) return;
@@ -162,7 +147,6 @@ async function boot() {
     notify("Your session has ended. Please log in again.", "error");
     ctx.go("#/login");
   });
-  takeTokenFromFragment();
   await loadMe();
   renderSession();
   window.addEventListener("hashchange", route);
