@@ -390,7 +390,7 @@ def enrollment_create(
 # --- moving files -------------------------------------------------------------------------
 
 
-def _outbox_uploader(client: Any, pool_id: str, outbox: Path) -> Any:
+def _outbox_uploader(client: Any, pool_id: str, outbox: Path, batch_files: int = 100) -> Any:
     from pooldrop.client import Uploader
 
     def outcome(entry: Any) -> None:
@@ -402,7 +402,7 @@ def _outbox_uploader(client: Any, pool_id: str, outbox: Path) -> Any:
                 highlight=False,
             )
 
-    return Uploader(client, pool_id, outbox=outbox, on_outcome=outcome)
+    return Uploader(client, pool_id, outbox=outbox, on_outcome=outcome, batch_files=batch_files)
 
 
 def _report_flush(report: Any) -> None:
@@ -464,13 +464,14 @@ def flush(
     loop: Annotated[
         bool, typer.Option("--loop", help="Keep running, sending as files arrive.")
     ] = False,
+    batch_files: Annotated[int, typer.Option(help="Most files per batch request.", min=1)] = 100,
     server: ServerOpt = None,
     profile: ProfileOpt = "default",
 ) -> None:
     """Send what the outbox holds; exit status 1 if files are still waiting."""
     if outbox is None:
         raise CliError("no outbox: pass --outbox DIR or set POOLDROP_OUTBOX")
-    with _client(server, profile) as c, _outbox_uploader(c, pool or "", outbox) as up:
+    with _client(server, profile) as c, _outbox_uploader(c, pool or "", outbox, batch_files) as up:
         if loop:
             up.run()
             return
