@@ -99,3 +99,13 @@ def serve(tmp_path: Path) -> Iterator[ServeProcess]:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """One ``pooldrop serve`` for a whole module (tests in it must not depend on each other)."""
+    srv = ServeProcess(tmp_path_factory.mktemp("shared-serve") / "data").start()
+    try:
+        yield srv
+    finally:
+        srv.stop()

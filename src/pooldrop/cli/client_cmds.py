@@ -84,6 +84,17 @@ def friendly(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+@contextlib.contextmanager
+def _no_hint() -> Iterator[None]:
+    """Credentials refused while logging in or enrolling: say so, without "run login"."""
+    from pooldrop.client import Unauthenticated
+
+    try:
+        yield
+    except Unauthenticated as e:
+        raise CliError(e.detail) from None
+
+
 # --- credentials --------------------------------------------------------------------------
 
 
@@ -159,7 +170,7 @@ def login(
     url = server or p.server
     if not url:
         url = typer.prompt("Server URL")
-    with Client(url) as c:
+    with Client(url) as c, _no_hint():
         session = c.login(username, password)
     p.server, p.token, p.username = url, session.access_token, session.username
     p.api_key = p.key_id = p.pool_id = p.role = None
@@ -227,7 +238,8 @@ def enroll(
     url = server or p.server
     if not url:
         raise CliError("no server: pass --server URL")
-    key = sdk_enroll(url, token, name)
+    with _no_hint():
+        key = sdk_enroll(url, token, name)
     p.server, p.api_key, p.key_id, p.pool_id, p.role = (
         url,
         key.secret,
@@ -433,7 +445,7 @@ def push(
                 for f in files:
                     up.add(f, ts=ts or f.stat().st_mtime)
                 err.print(f"queued {len(files)} file(s) in {outbox}", highlight=False)
-                _report_flush(up.flush())
+                _report_flush(up.flush(force=True))
             return
         with transfer_bars() as bars:
             for f in files:
@@ -475,7 +487,7 @@ def flush(
         if loop:
             up.run()
             return
-        report = up.flush()
+        report = up.flush(force=True)
         _report_flush(report)
         counts = up.outbox.counts()
         out.print(

@@ -209,18 +209,19 @@ class Outbox:
 
         The first entry is always included, however large, so a big file is never stuck.
         """
+        when = self.clock()
         with self._connect() as db:
             first = db.execute(
                 "SELECT pool_id FROM entries WHERE state = 'pending' AND next_attempt_at <= ?"
                 " ORDER BY id LIMIT 1",
-                (self.clock(),),
+                (when,),
             ).fetchone()
             if first is None:
                 return []
             rows = db.execute(
                 "SELECT * FROM entries WHERE state = 'pending' AND next_attempt_at <= ?"
                 " AND pool_id = ? ORDER BY id LIMIT ?",
-                (self.clock(), first[0], limit),
+                (when, first[0], limit),
             ).fetchall()
         out: list[OutboxEntry] = []
         total = 0
@@ -274,6 +275,13 @@ class Outbox:
                     " WHERE id = ? AND state = 'pending'",
                     (attempts, now + delay(attempts), error, e.id),
                 )
+
+    def make_due(self) -> int:
+        """End the backoff of every pending entry (a person asked to send now)."""
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE entries SET next_attempt_at = ? WHERE state = 'pending'", (self.clock(),)
+            ).rowcount
 
     def requeue(self, entry_ids: Sequence[int] | None = None) -> int:
         """Put rejected entries (all, or these) back in the queue; returns how many."""

@@ -161,20 +161,26 @@ class Uploader:
 
     # --- flushing ---------------------------------------------------------------------------
 
-    def flush(self) -> FlushReport:
-        """Send everything that is due now; returns what happened. Never raises for the network."""
+    def flush(self, *, force: bool = False) -> FlushReport:
+        """Send everything that is due now; returns what happened. Never raises for the network.
+
+        ``force`` sends every pending file at once, ignoring backoff (a person asked for it).
+        """
         with self._flush_lock:
             report = FlushReport()
-            if self.clock() < self._offline_until:
+            if not force and self.clock() < self._offline_until:
                 report.error = "server unreachable; waiting before the next attempt"
             else:
-                self._flush(report)
+                self._flush(report, force)
             report.pending = self.outbox.counts()[PENDING]
             return report
 
-    def _flush(self, report: FlushReport) -> None:
+    def _flush(self, report: FlushReport, force: bool) -> None:
         self.outbox.sweep_orphans()
         self.outbox.purge(older_than=self.keep_delivered)
+        if force:
+            # Everything is due now; a file that fails again gets a fresh backoff as usual.
+            self.outbox.make_due()
         while batch := self.outbox.due(limit=self.batch_files, max_bytes=self.batch_bytes):
             try:
                 self._send(batch, report)
