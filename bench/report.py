@@ -51,7 +51,7 @@ def table(rows: list[Row]) -> str:
         o = r.outcome
         ours = o.pooldrop if o else "—"
         theirs = o.baseline if o else "—"
-        ratio = f"{o.ratio:.2f}" if o and o.ratio is not None else "—"
+        ratio = f"{o.ratio:.3f}" if o and o.ratio is not None else "—"
         status = r.status.replace("|", "/").replace("\n", " ")
         lines.append(f"| `{r.name}` | {ours} | {theirs} | {ratio} | {r.target} | {status} |")
     return "\n".join(lines)

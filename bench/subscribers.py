@@ -26,7 +26,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-DELIVERY_WAIT = 10.0
+DELIVERY_WAIT = 30.0
 CONNECT_TIMEOUT = 60.0
 KEEPALIVE_EVERY = 45.0
 RESULT_EVENT = "result.published"

@@ -125,7 +125,11 @@ def run(ctx: Context) -> Outcome:
 
     p99_s = median(p99s)
     judged = None if ctx.mode is Mode.SMOKE else p99_s < MAX_P99_S and kb_per_conn < MAX_KB_PER_CONN
-    shown = "never" if math.isinf(p99_s) else f"{p99_s * 1000:,.0f} ms"
+    shown = (
+        f"> {DELIVERY_WAIT:.0f} s ({worst_missing} of {ok} never got it)"
+        if math.isinf(p99_s)
+        else f"{p99_s * 1000:,.0f} ms"
+    )
     return Outcome(
         pooldrop=f"p99 {shown}; {kb_per_conn:,.1f} KB/conn",
         baseline="— (no nginx counterpart)",
