@@ -26,28 +26,27 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Select, false, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
 from pooldrop.bus import BusError
 from pooldrop.bus import Subscription as BusSubscription
-from pooldrop.domain.roles import GlobalRole, PoolRole
-from pooldrop.errors import NotFound, PooldropError, Unauthenticated
-from pooldrop.services import retention
+from pooldrop.domain.roles import PoolRole
+from pooldrop.errors import NotFound, PooldropError
+from pooldrop.services import hub_access, retention
 from pooldrop.services.access import role_in_pool
 from pooldrop.services.events import event_out
 from pooldrop.services.principals import Principal
 from pooldrop.services.runtime import EVENTS_TOPIC, Runtime
-from pooldrop.store.models import ApiKey, AuthSession, Event, Membership, Pool, User
+from pooldrop.services.subscription import Frame, Subscription, SubscriptionClosed, Watch
+from pooldrop.store.models import Event, Pool
+
+__all__ = ["EventHub", "Frame", "HubStats", "Subscription", "SubscriptionClosed", "Watch"]
 
 log = logging.getLogger("pooldrop.hub")
-
-T = TypeVar("T")
 
 PAGE_SIZE = 500
 """Events per database read (live fetch and subscriber backlog)."""
@@ -57,41 +56,6 @@ DEFAULT_RING_SIZE = 128
 """Recent frames kept per watched pool, so a reconnect with a fresh cursor reads no database."""
 DEFAULT_POLL_INTERVAL = 2.0
 DEFAULT_AUTH_INTERVAL = 30.0
-_IN_CHUNK = 500  # ids per IN (...) list in the batched checks
-
-
-class Frame:
-    """One event, serialized once; shared by every subscriber that receives it.
-
-    ``payload`` is the event's JSON (the ``event_out`` shape). ``render`` caches transport
-    encodings (an SSE chunk, a WebSocket text frame) so they too are built once per event.
-    """
-
-    __slots__ = ("_renders", "payload", "seq", "type", "visible_to")
-
-    def __init__(self, seq: int, type_: str, visible_to: str | None, payload: bytes) -> None:
-        self.seq = seq
-        self.type = type_
-        self.visible_to = visible_to
-        self.payload = payload
-        self._renders: dict[Callable[[Frame], Any], Any] | None = None
-
-    def render(self, fmt: Callable[[Frame], T]) -> T:
-        """``fmt(self)``, computed on the first call only (keyed by the function)."""
-        if self._renders is None:
-            self._renders = {}
-        try:
-            value: T = self._renders[fmt]
-        except KeyError:
-            value = self._renders[fmt] = fmt(self)
-        return value
-
-    def __repr__(self) -> str:
-        return f"<Frame {self.seq} {self.type}>"
-
-
-class SubscriptionClosed(Exception):
-    """``Subscription.get`` on a subscription that was closed (by its owner or by ``hub.stop``)."""
 
 
 @dataclass
@@ -114,176 +78,6 @@ class HubStats:
     """Bus wake-ups received."""
     polls: int = 0
     """Poll passes over the watched pools."""
-
-
-def _key(principal: Principal) -> tuple[str, str]:
-    if principal.kind == "key":
-        return ("key", principal.id)
-    return ("session", principal.session_id or "")
-
-
-class Watch:
-    """A connection's interest in its principal staying valid (see ``EventHub.watch``)."""
-
-    def __init__(self, hub: EventHub, principal: Principal) -> None:
-        self.principal = principal
-        self.error: PooldropError | None = None
-        self.ended = asyncio.Event()
-        self._hub = hub
-
-    def _fail(self, error: PooldropError) -> None:
-        self.error = error
-        self.ended.set()
-
-    def close(self) -> None:
-        self._hub._watches.discard(self)
-
-
-class Subscription:
-    """Events of one pool for one principal, after a cursor, in seq order, each once.
-
-    Iterate with ``async for frame in sub`` (ends when closed) or call ``get(timeout)``. Both
-    raise ``Unauthenticated`` when the principal's session ended or key was revoked, and
-    ``NotFound`` when it left the pool or the pool was deleted. ``cursor`` is the seq after which
-    the next call continues; it can move past events this principal may not see.
-    """
-
-    def __init__(
-        self,
-        hub: EventHub,
-        pool_id: str,
-        principal: Principal,
-        sees_all: bool,
-        cursor: int,
-        queue_size: int,
-    ) -> None:
-        self.pool_id = pool_id
-        self.principal = principal
-        self.sees_all = sees_all
-        self.cursor = cursor
-        self._hub = hub
-        self._queue: deque[Frame] = deque()
-        self._queue_size = queue_size
-        self._backlog: deque[Frame] = deque()
-        self._skip_to = cursor
-        self._resync = False
-        self._error: PooldropError | None = None
-        self._closed = False
-        self._wakeup = asyncio.Event()
-
-    def sees(self, visible_to: str | None) -> bool:
-        return visible_to is None or self.sees_all or visible_to == self.principal.id
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def pending(self) -> int:
-        """Frames buffered and not yet taken (backlog and live)."""
-        return len(self._backlog) + len(self._queue)
-
-    def _offer(self, frame: Frame) -> None:
-        # Called by the hub, synchronously, in seq order.
-        if self._closed or self._resync:
-            return  # a resync will read it from the database
-        if len(self._queue) >= self._queue_size:
-            self._queue.clear()
-            self._resync = True
-            self._hub.stats.resyncs += 1
-        else:
-            self._queue.append(frame)
-            self._hub.stats.dispatched += 1
-        self._wakeup.set()
-
-    def _fail(self, error: PooldropError) -> None:
-        self._error = error
-        self._wakeup.set()
-
-    def _take(self) -> Frame | None:
-        while self._backlog:
-            frame = self._backlog.popleft()
-            if frame.seq > self.cursor:
-                self.cursor = frame.seq
-                return frame
-        # The last backlog page covered everything up to _skip_to (visible or not).
-        self.cursor = max(self.cursor, self._skip_to)
-        if self._resync:
-            return None
-        while self._queue:
-            frame = self._queue.popleft()
-            if frame.seq > self.cursor:
-                self.cursor = frame.seq
-                return frame
-        return None
-
-    async def _read_page(self) -> None:
-        # Buffer live frames again *before* reading, so nothing committed after the read is lost.
-        self._resync = False
-        self._queue.clear()
-        page, covered_to, full = await self._hub._read_backlog(self, self.cursor)
-        self._backlog.extend(page)
-        self._skip_to = max(self._skip_to, covered_to)
-        if full:
-            self._resync = True
-
-    async def get(self, wait: float | None = None) -> Frame | None:
-        """The next frame; None if none arrived within ``wait`` seconds (None: wait forever).
-
-        Buffered frames and pending database reads are served whatever ``wait`` is; it bounds
-        only the wait for new events. Raises ``SubscriptionClosed`` once closed.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = None if wait is None else loop.time() + wait
-        while True:
-            if self._error is not None:
-                raise self._error
-            if self._closed:
-                raise SubscriptionClosed(self.pool_id)
-            frame = self._take()
-            if frame is not None:
-                return frame
-            if self._resync:
-                await self._read_page()
-                continue
-            self._wakeup.clear()
-            if deadline is None:
-                await self._wakeup.wait()
-                continue
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return None
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except TimeoutError:
-                return None
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Frame:
-        try:
-            frame = await self.get()
-        except SubscriptionClosed:
-            raise StopAsyncIteration from None
-        assert frame is not None
-        return frame
-
-    async def close(self) -> None:
-        """Stop receiving; a pending ``get`` raises ``SubscriptionClosed``. Idempotent."""
-        self._end()
-
-    def _end(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.clear()
-        self._backlog.clear()
-        self._wakeup.set()
-        self._hub._unregister(self)
-
-    def __repr__(self) -> str:
-        return f"<Subscription {self.pool_id} {self.principal.id} cursor={self.cursor}>"
 
 
 class _PoolState:
@@ -576,7 +370,7 @@ class EventHub:
         states = dict(self._pools)
         behind: list[_PoolState] = []
         async with self.rt.read() as session:
-            heads = await _by_chunks(
+            heads = await hub_access.by_chunks(
                 session,
                 list(states),
                 lambda ids: select(Pool.id, Pool.event_seq).where(Pool.id.in_(ids)),
@@ -618,81 +412,29 @@ class EventHub:
         """
         subs = [sub for state in self._pools.values() for sub in state.subs]
         watches = list(self._watches)
-        principals = [s.principal for s in subs] + [w.principal for w in watches]
-        now = self.rt.clock.now()
-        session_ids = sorted(
-            {p.session_id for p in principals if p.kind == "user" and p.session_id}
-        )
-        key_ids = sorted({p.id for p in principals if p.kind == "key"})
         async with self.rt.read() as session:
-            live_sessions = dict(
-                await _by_chunks(
-                    session,
-                    session_ids,
-                    lambda ids: (
-                        select(AuthSession.id, User.role)
-                        .join(User, User.id == AuthSession.user_id)
-                        .where(
-                            AuthSession.id.in_(ids),
-                            AuthSession.revoked_at.is_(None),
-                            AuthSession.expires_at > now,
-                            User.disabled == false(),
-                        )
-                    ),
-                )
+            grants = await hub_access.load_grants(
+                session,
+                self.rt.clock.now(),
+                [(s.pool_id, s.principal) for s in subs],
+                [w.principal for w in watches],
             )
-            live_keys = {
-                key_id
-                for key_id, _ in await _by_chunks(
-                    session,
-                    key_ids,
-                    lambda ids: select(ApiKey.id, ApiKey.pool_id).where(
-                        ApiKey.id.in_(ids), ApiKey.revoked_at.is_(None)
-                    ),
-                )
-            }
-
-            def error_for(p: Principal) -> PooldropError | None:
-                if p.kind == "key":
-                    return None if p.id in live_keys else Unauthenticated("key revoked")
-                if p.session_id in live_sessions:
-                    return None
-                return Unauthenticated("session ended; log in again")
-
-            cut = 0
-            for w in watches:
-                err = error_for(w.principal)
-                if err is not None:
-                    w._fail(err)
-                    cut += 1
-            by_pool: dict[str, list[Subscription]] = {}
-            for sub in subs:
-                err = error_for(sub.principal)
-                if err is not None:
-                    sub._fail(err)
-                    cut += 1
-                    continue
-                if sub.principal.kind == "user":
-                    role = live_sessions[sub.principal.session_id]
-                    if role == GlobalRole.ADMIN:
-                        self._set_sees_all(sub, True)
-                    else:
-                        by_pool.setdefault(sub.pool_id, []).append(sub)
-            for pool_id, members in by_pool.items():
-                roles = dict(
-                    await _by_chunks(
-                        session,
-                        sorted({m.principal.id for m in members}),
-                        _membership_query(pool_id),
-                    )
-                )
-                for sub in members:
-                    role = roles.get(sub.principal.id)
-                    if role is None:
-                        sub._fail(NotFound("you are no longer a member of this pool"))
-                        cut += 1
-                    else:
-                        self._set_sees_all(sub, role == PoolRole.ADMIN)
+        cut = 0
+        for w in watches:
+            error = grants.error(w.principal)
+            if error is not None:
+                w._fail(error)
+                cut += 1
+        for sub in subs:
+            error = grants.error(sub.principal)
+            role = grants.pool_role(sub.principal, sub.pool_id) if error is None else None
+            if error is None and role is None:
+                error = NotFound("you are no longer a member of this pool")
+            if error is not None:
+                sub._fail(error)
+                cut += 1
+            else:
+                self._set_sees_all(sub, role == PoolRole.ADMIN)
         return cut
 
     def _set_sees_all(self, sub: Subscription, sees_all: bool) -> None:
@@ -702,23 +444,3 @@ class EventHub:
         state = self._pools.get(sub.pool_id)
         if state is not None and sub in state.subs:
             (state.admins.add if sees_all else state.admins.discard)(sub)
-
-
-def _membership_query(pool_id: str) -> Callable[[list[str]], Select[Any, Any]]:
-    def query(user_ids: list[str]) -> Select[Any, Any]:
-        return select(Membership.user_id, Membership.role).where(
-            Membership.pool_id == pool_id, Membership.user_id.in_(user_ids)
-        )
-
-    return query
-
-
-async def _by_chunks(
-    session: AsyncSession, ids: Sequence[str], query: Callable[[list[str]], Select[Any, Any]]
-) -> list[tuple[Any, Any]]:
-    """Rows of ``query(chunk)`` over ``ids`` in chunks, so IN lists stay short."""
-    rows: list[tuple[Any, Any]] = []
-    for i in range(0, len(ids), _IN_CHUNK):
-        result = await session.execute(query(list(ids[i : i + _IN_CHUNK])))
-        rows.extend((r[0], r[1]) for r in result)
-    return rows
