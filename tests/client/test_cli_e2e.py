@@ -37,7 +37,7 @@ def pooldrop(config: Path, *args: str, **env: str) -> subprocess.Popen[str]:
 def done(proc: subprocess.Popen[str], timeout: float = 60) -> str:
     """Wait for success; the command's standard output."""
     stdout, stderr = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, f"{proc.args} failed:\n{stdout}\n{stderr}"
+    assert proc.returncode == 0, f"{proc.args!r} failed:\n{stdout}\n{stderr}"
     assert "Traceback" not in stderr
     return stdout.strip()
 

@@ -194,3 +194,15 @@ async def test_async_upload_and_download(api: Api, server: LiveServer, tmp_path:
         assert names == ["a.bin"]
         dest = await c.download_upload(up, tmp_path / "copy.bin")
         assert dest.read_bytes() == data
+
+
+async def test_progress_is_reported_while_sending(
+    api: Api, server: LiveServer, tmp_path: Path
+) -> None:
+    pool_id, key, _ = await contributor(api)
+    path = tmp_path / "p.bin"
+    path.write_bytes(os.urandom(1_000_000))
+    sizes: list[int] = []
+    async with AsyncClient(server.url, api_key=key) as c:
+        await c.upload(pool_id, path, ts=TS, progress=sizes.append)
+    assert sum(sizes) == 1_000_000 and len(sizes) > 1  # chunk by chunk, not at the end

@@ -460,13 +460,9 @@ RESUMABLE_OVER = 64 * 1024 * 1024
 
 
 def _upload_one(c: Any, pool_id: str, path: Path, ts: Any, progress: Callable[[int], None]) -> Any:
-    size = path.stat().st_size
-    if size > RESUMABLE_OVER:
-        upload = c.upload_resumable(pool_id, path, ts=ts)
-    else:
-        upload = c.upload(pool_id, path, ts=ts)
-    progress(size)
-    return upload
+    if path.stat().st_size > RESUMABLE_OVER:
+        return c.upload_resumable(pool_id, path, ts=ts, progress=progress)
+    return c.upload(pool_id, path, ts=ts, progress=progress)
 
 
 @friendly

@@ -18,6 +18,7 @@ from pooldrop.client._batch import BatchEntry, guess_type, prepare_batch
 from pooldrop.client._content import (
     Content,
     Timestamp,
+    acounting,
     format_ts,
     new_client_upload_id,
     open_source,
@@ -215,6 +216,7 @@ class AsyncClient:
         client_upload_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         content_type: str | None = None,
+        progress: Progress | None = None,
     ) -> Upload:
         """Upload one file (a path, bytes or a binary file) with its event time ``ts``.
 
@@ -222,20 +224,25 @@ class AsyncClient:
         ``client_upload_id`` (generated when not given), so the server stores it once.
         """
         with open_source(content, name=name) as source:
-            return await self.call(
-                ep.upload(
-                    pool_id,
-                    source,
-                    ts=format_ts(ts),
-                    name=source.name,
-                    client_upload_id=client_upload_id or new_client_upload_id(),
-                    metadata_json=_metadata_json(metadata),
-                    content_type=content_type or guess_type(source.name),
-                )
+            call = ep.upload(
+                pool_id,
+                source,
+                ts=format_ts(ts),
+                name=source.name,
+                client_upload_id=client_upload_id or new_client_upload_id(),
+                metadata_json=_metadata_json(metadata),
+                content_type=content_type or guess_type(source.name),
             )
+            call.progress = progress
+            return await self.call(call)
 
     async def upload_batch(
-        self, pool_id: str, entries: Sequence[BatchEntry], *, retry: bool = True
+        self,
+        pool_id: str,
+        entries: Sequence[BatchEntry],
+        *,
+        retry: bool = True,
+        progress: Progress | None = None,
     ) -> BatchResult:
         """Send many files in one multipart request; each file stands or falls alone.
 
@@ -243,7 +250,11 @@ class AsyncClient:
         """
         with prepare_batch(entries) as (body, _parts):
             call: Call[BatchResult] = Call(
-                "POST", ep.pool_path(pool_id, "batches"), ep.model(BatchResult), body=body
+                "POST",
+                ep.pool_path(pool_id, "batches"),
+                ep.model(BatchResult),
+                body=body,
+                progress=progress,
             )
             return await self.call(call, retry=retry)
 
@@ -260,6 +271,7 @@ class AsyncClient:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         url: str | None = None,
         on_url: Callable[[str], None] | None = None,
+        progress: Progress | None = None,
     ) -> Upload:
         """Upload a large file with tus: chunked PATCHes that resume from the server's offset.
 
@@ -289,7 +301,11 @@ class AsyncClient:
                     reported = tus.url
                     on_url(tus.url)
                 req = tus.next_request()
-                body = source.achunks(req.start, req.end) if req.method == "PATCH" else None
+                body = (
+                    acounting(source.achunks(req.start, req.end), progress)
+                    if req.method == "PATCH"
+                    else None
+                )
                 headers = {**req.headers, **self.auth_headers}
                 try:
                     with mapped_errors():

@@ -17,6 +17,7 @@ from pooldrop.client._batch import BatchEntry, guess_type, prepare_batch
 from pooldrop.client._content import (
     Content,
     Timestamp,
+    counting,
     format_ts,
     new_client_upload_id,
     open_source,
@@ -213,6 +214,7 @@ class Client:
         client_upload_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         content_type: str | None = None,
+        progress: Progress | None = None,
     ) -> Upload:
         """Upload one file (a path, bytes or a binary file) with its event time ``ts``.
 
@@ -220,20 +222,25 @@ class Client:
         ``client_upload_id`` (generated when not given), so the server stores it once.
         """
         with open_source(content, name=name) as source:
-            return self.call(
-                ep.upload(
-                    pool_id,
-                    source,
-                    ts=format_ts(ts),
-                    name=source.name,
-                    client_upload_id=client_upload_id or new_client_upload_id(),
-                    metadata_json=_metadata_json(metadata),
-                    content_type=content_type or guess_type(source.name),
-                )
+            call = ep.upload(
+                pool_id,
+                source,
+                ts=format_ts(ts),
+                name=source.name,
+                client_upload_id=client_upload_id or new_client_upload_id(),
+                metadata_json=_metadata_json(metadata),
+                content_type=content_type or guess_type(source.name),
             )
+            call.progress = progress
+            return self.call(call)
 
     def upload_batch(
-        self, pool_id: str, entries: Sequence[BatchEntry], *, retry: bool = True
+        self,
+        pool_id: str,
+        entries: Sequence[BatchEntry],
+        *,
+        retry: bool = True,
+        progress: Progress | None = None,
     ) -> BatchResult:
         """Send many files in one multipart request; each file stands or falls alone.
 
@@ -241,7 +248,11 @@ class Client:
         """
         with prepare_batch(entries) as (body, _parts):
             call: Call[BatchResult] = Call(
-                "POST", ep.pool_path(pool_id, "batches"), ep.model(BatchResult), body=body
+                "POST",
+                ep.pool_path(pool_id, "batches"),
+                ep.model(BatchResult),
+                body=body,
+                progress=progress,
             )
             return self.call(call, retry=retry)
 
@@ -258,6 +269,7 @@ class Client:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         url: str | None = None,
         on_url: Callable[[str], None] | None = None,
+        progress: Progress | None = None,
     ) -> Upload:
         """Upload a large file with tus: chunked PATCHes that resume from the server's offset.
 
@@ -287,7 +299,11 @@ class Client:
                     reported = tus.url
                     on_url(tus.url)
                 req = tus.next_request()
-                body = source.chunks(req.start, req.end) if req.method == "PATCH" else None
+                body = (
+                    counting(source.chunks(req.start, req.end), progress)
+                    if req.method == "PATCH"
+                    else None
+                )
                 headers = {**req.headers, **self.auth_headers}
                 try:
                     with mapped_errors():

@@ -14,7 +14,7 @@ import io
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -132,6 +132,23 @@ class Source:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def counting(chunks: Iterator[bytes], progress: Callable[[int], None] | None) -> Iterator[bytes]:
+    """``chunks``, reporting each one's size to ``progress`` as it is sent."""
+    for chunk in chunks:
+        if progress is not None:
+            progress(len(chunk))
+        yield chunk
+
+
+async def acounting(
+    chunks: AsyncIterator[bytes], progress: Callable[[int], None] | None
+) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        if progress is not None:
+            progress(len(chunk))
+        yield chunk
 
 
 def hash_file(path: Path) -> tuple[int, bytes]:

@@ -53,6 +53,8 @@ class Call(Generic[T]):
     body: Body | None = None
     idempotent: bool = True
     authenticated: bool = True
+    progress: Callable[[int], None] | None = None
+    """Told the size of each body chunk as it is sent."""
 
 
 def seg(value: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from pooldrop.client._content import Source
+from pooldrop.client._content import Source, acounting, counting
 from pooldrop.client._endpoints import Call
 from pooldrop.client._errors import ConnectionFailed, TransportError, from_response
 from pooldrop.client._multipart import MultipartBody
@@ -28,11 +28,16 @@ def request_kwargs(call: Call[Any], credential: str | None, *, is_async: bool) -
         headers.update(auth_headers(credential))
     kw: dict[str, Any] = {"params": call.params, "headers": headers}
     body = call.body
-    if isinstance(body, Source):
-        kw["content"] = body.achunks() if is_async else body.chunks()
-    elif isinstance(body, MultipartBody):
-        headers.update(body.headers)
-        kw["content"] = body.__aiter__() if is_async else iter(body)
+    if isinstance(body, Source | MultipartBody):
+        if isinstance(body, MultipartBody):
+            headers.update(body.headers)
+        if is_async:
+            chunks = body.achunks() if isinstance(body, Source) else body.__aiter__()
+            kw["content"] = acounting(chunks, call.progress)
+        else:
+            kw["content"] = counting(
+                body.chunks() if isinstance(body, Source) else iter(body), call.progress
+            )
     elif body is not None:
         kw["content"] = body
     elif call.json is not None:
