@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 from pathlib import Path
 
-from pooldrop.client import Backoff, Client, OutboxEntry, Uploader
+from pooldrop.client import AsyncClient, AsyncUploader, Backoff, Client, OutboxEntry, Uploader
 from tests.client.support import LoseAnswers, Recording, Refuse, in_thread
 from tests.client.test_outbox import Clock
 from tests.conftest import START
@@ -143,3 +144,26 @@ async def test_background_thread_delivers_what_is_added(
         assert server_uploads(server, admin, pool_id) == sorted(e.client_upload_id for e in added)
 
     await in_thread(scenario)
+
+
+async def test_async_uploader_task(api: Api, server: LiveServer, tmp_path: Path) -> None:
+    pool_id, key, admin = await pool_with_key(api)
+    async with AsyncUploader(
+        server.url, pool_id, api_key=key, outbox=tmp_path / "box", batch_files=2
+    ) as up:
+        added = [await up.add(b"async %d" % i, ts=TS) for i in range(3)]
+        late = await up.add(b"late", ts=LATE)
+        up.start()
+        for _ in range(400):
+            if up.outbox.counts()["pending"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        await up.stop()
+        assert up.outbox.counts() == {"pending": 0, "delivered": 3, "rejected": 1}
+        assert [e.error_code for e in up.rejected()] == ["window_closed"]
+        assert (await up.flush()).delivered == []
+    async with AsyncClient(server.url, token=admin) as c:
+        stored = sorted([u.client_upload_id or "" async for u in c.iter_uploads(pool_id)])
+    assert (
+        stored == sorted(e.client_upload_id for e in added) and late.client_upload_id not in stored
+    )

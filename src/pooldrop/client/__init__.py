@@ -62,7 +62,7 @@ from pooldrop.client._models import (
 )
 from pooldrop.client._outbox import Outbox, OutboxEntry
 from pooldrop.client._retry import RetryPolicy
-from pooldrop.client._uploader import Backoff, FlushReport, Uploader
+from pooldrop.client._uploader import AsyncUploader, Backoff, FlushReport, Uploader
 from pooldrop.client._watcher import ResultWatcher, result_filename
 
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
     "ApiError",
     "AsyncClient",
     "AsyncEventStream",
+    "AsyncUploader",
     "Backoff",
     "BatchEntry",
     "BatchItem",

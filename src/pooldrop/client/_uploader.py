@@ -16,15 +16,21 @@ killed at any point and started again delivers each file exactly once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
+
+from pooldrop.client._async_client import AsyncClient
 from pooldrop.client._batch import BatchEntry
 from pooldrop.client._client import Client
 from pooldrop.client._content import Content, Timestamp
@@ -37,7 +43,7 @@ from pooldrop.client._errors import (
     Unauthenticated,
     is_retryable,
 )
-from pooldrop.client._models import BatchItem
+from pooldrop.client._models import BatchItem, BatchResult
 from pooldrop.client._outbox import DELIVERED, PENDING, REJECTED, Outbox, OutboxEntry
 
 log = logging.getLogger("pooldrop.client.uploader")
@@ -80,33 +86,48 @@ def is_transient(status: int | None, code: str | None) -> bool:
     return status >= 500 or status in (408, 429) or code in TRANSIENT_CODES
 
 
-class Uploader:
-    """Queue files durably now, deliver them when the server is reachable.
+@dataclass(frozen=True)
+class SendBatch:
+    """A step of a flush plan: send these entries as one batch, answer with the result."""
 
-    ``client`` is a :class:`Client` or a server URL (then pass ``api_key=`` or ``token=``); the
-    uploader closes a client it made. Use :meth:`flush` for one pass, :meth:`run` to loop, or
-    :meth:`start`/:meth:`stop` (or ``with``) for a background thread.
+    pool_id: str
+    entries: list[BatchEntry]
+
+
+FlushPlan = Generator[SendBatch, BatchResult, None]
+
+
+def step(plan: FlushPlan, answer: BatchResult | PooldropError | None = None) -> SendBatch | None:
+    """Advance ``plan`` with the answer to its last step; ``None`` once it is finished."""
+    try:
+        if answer is None:
+            return next(plan)
+        if isinstance(answer, PooldropError):
+            return plan.throw(answer)
+        return plan.send(answer)
+    except StopIteration:
+        return None
+
+
+class Flusher:
+    """What both uploaders share: the outbox, the settings and the flush logic.
+
+    The logic is a generator (:meth:`plan`) that yields the batches to send and receives the
+    server's answers, so the blocking and the asyncio uploader drive the same decisions.
     """
 
     def __init__(
         self,
-        client: Client | str,
         pool_id: str,
-        *,
         outbox: str | Path,
-        api_key: str | None = None,
-        token: str | None = None,
-        batch_files: int = 100,
-        batch_bytes: int = 32 * 1024 * 1024,
-        backoff: Backoff | None = None,
-        clock: Callable[[], float] = time.time,
-        on_outcome: Callable[[OutboxEntry], None] | None = None,
-        keep_delivered: float = 7 * 86400,
+        *,
+        batch_files: int,
+        batch_bytes: int,
+        backoff: Backoff | None,
+        clock: Callable[[], float],
+        on_outcome: Callable[[OutboxEntry], None] | None,
+        keep_delivered: float,
     ) -> None:
-        self._owns_client = isinstance(client, str)
-        self.client = (
-            Client(client, api_key=api_key, token=token) if isinstance(client, str) else client
-        )
         self.pool_id = pool_id
         self.outbox = Outbox(outbox, clock=clock)
         self.batch_files = batch_files
@@ -117,28 +138,17 @@ class Uploader:
         self.keep_delivered = keep_delivered
         self._failures = 0
         self._offline_until = 0.0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._flush_lock = threading.Lock()
 
-    # --- queueing ---------------------------------------------------------------------------
-
-    def add(
+    def _add(
         self,
         content: Content,
-        *,
-        ts: Timestamp | None = None,
-        name: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        client_upload_id: str | None = None,
-        pool_id: str | None = None,
+        ts: Timestamp | None,
+        name: str | None,
+        metadata: dict[str, Any] | None,
+        client_upload_id: str | None,
+        pool_id: str | None,
     ) -> OutboxEntry:
-        """Copy a file into the outbox and record it durably, then return (no network).
-
-        ``ts`` is the event time, default now. A background flusher is woken up.
-        """
-        entry = self.outbox.add(
+        return self.outbox.add(
             content,
             pool_id=pool_id or self.pool_id,
             ts=ts,
@@ -146,8 +156,6 @@ class Uploader:
             metadata=metadata,
             client_upload_id=client_upload_id,
         )
-        self._wake.set()
-        return entry
 
     def pending(self) -> list[OutboxEntry]:
         return self.outbox.entries(PENDING)
@@ -159,23 +167,21 @@ class Uploader:
     def delivered(self) -> list[OutboxEntry]:
         return self.outbox.entries(DELIVERED)
 
-    # --- flushing ---------------------------------------------------------------------------
+    def seconds_until_due(self, idle: float = 60.0) -> float:
+        """How long a loop may sleep before something can be sent (at most ``idle``)."""
+        now = self.clock()
+        when = self.outbox.next_due()
+        wait = idle if when is None else when - now
+        wait = max(wait, self._offline_until - now)
+        return max(0.05, min(idle, wait))
 
-    def flush(self, *, force: bool = False) -> FlushReport:
-        """Send everything that is due now; returns what happened. Never raises for the network.
+    # --- the plan ---------------------------------------------------------------------------
 
-        ``force`` sends every pending file at once, ignoring backoff (a person asked for it).
-        """
-        with self._flush_lock:
-            report = FlushReport()
-            if not force and self.clock() < self._offline_until:
-                report.error = "server unreachable; waiting before the next attempt"
-            else:
-                self._flush(report, force)
-            report.pending = self.outbox.counts()[PENDING]
-            return report
-
-    def _flush(self, report: FlushReport, force: bool) -> None:
+    def plan(self, report: FlushReport, force: bool) -> FlushPlan:
+        """One flush: yields each batch to send, receives its result (or its error, thrown in)."""
+        if not force and self.clock() < self._offline_until:
+            report.error = "server unreachable; waiting before the next attempt"
+            return
         self.outbox.sweep_orphans()
         self.outbox.purge(older_than=self.keep_delivered)
         if force:
@@ -183,7 +189,7 @@ class Uploader:
             self.outbox.make_due()
         while batch := self.outbox.due(limit=self.batch_files, max_bytes=self.batch_bytes):
             try:
-                self._send(batch, report)
+                yield from self._send(batch, report)
             except NOT_THE_FILES as e:
                 # The files are fine; the credentials or the pool are not. Keep them for later.
                 self._went_offline(report, e, None)
@@ -194,6 +200,10 @@ class Uploader:
                 self._went_offline(report, e, batch)
                 return
             self._failures = 0
+
+    def _finish(self, report: FlushReport) -> FlushReport:
+        report.pending = self.outbox.counts()[PENDING]
+        return report
 
     def _went_offline(
         self, report: FlushReport, e: PooldropError, batch: Sequence[OutboxEntry] | None
@@ -209,7 +219,7 @@ class Uploader:
         report.error = str(e)
         log.info("flush stopped: %s; next attempt in %.1fs", e, delay)
 
-    def _send(self, batch: Sequence[OutboxEntry], report: FlushReport) -> None:
+    def _send(self, batch: Sequence[OutboxEntry], report: FlushReport) -> FlushPlan:
         live = [e for e in batch if self._still_there(e)]
         if not live:
             return
@@ -226,15 +236,15 @@ class Uploader:
             for e in live
         ]
         try:
-            result = self.client.upload_batch(live[0].pool_id, entries, retry=False)
+            result = yield SendBatch(live[0].pool_id, entries)
         except ApiError as err:
             if is_retryable(err) or isinstance(err, NOT_THE_FILES):
                 raise
             if len(live) > 1:
                 # Something in this batch is refused as a whole: find it by halving.
                 half = len(live) // 2
-                self._send(live[:half], report)
-                self._send(live[half:], report)
+                yield from self._send(live[:half], report)
+                yield from self._send(live[half:], report)
                 return
             self._reject(live[0], err.code, err.detail, report)
             return
@@ -284,15 +294,88 @@ class Uploader:
         if self.on_outcome is not None:
             self.on_outcome(entry)
 
-    # --- running ----------------------------------------------------------------------------
+    def _after_crash(self) -> None:
+        log.exception("flush failed")
+        self._offline_until = self.clock() + self.backoff(self._failures + 1)
 
-    def seconds_until_due(self, idle: float = 60.0) -> float:
-        """How long a loop may sleep before something can be sent (at most ``idle``)."""
-        now = self.clock()
-        when = self.outbox.next_due()
-        wait = idle if when is None else when - now
-        wait = max(wait, self._offline_until - now)
-        return max(0.05, min(idle, wait))
+
+class Uploader(Flusher):
+    """Queue files durably now, deliver them when the server is reachable.
+
+    ``client`` is a :class:`Client` or a server URL (then pass ``api_key=`` or ``token=``); the
+    uploader closes a client it made. Use :meth:`flush` for one pass, :meth:`run` to loop, or
+    :meth:`start`/:meth:`stop` (or ``with``) for a background thread.
+    """
+
+    def __init__(
+        self,
+        client: Client | str,
+        pool_id: str,
+        *,
+        outbox: str | Path,
+        api_key: str | None = None,
+        token: str | None = None,
+        batch_files: int = 100,
+        batch_bytes: int = 32 * 1024 * 1024,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.time,
+        on_outcome: Callable[[OutboxEntry], None] | None = None,
+        keep_delivered: float = 7 * 86400,
+    ) -> None:
+        super().__init__(
+            pool_id,
+            outbox,
+            batch_files=batch_files,
+            batch_bytes=batch_bytes,
+            backoff=backoff,
+            clock=clock,
+            on_outcome=on_outcome,
+            keep_delivered=keep_delivered,
+        )
+        self._owns_client = isinstance(client, str)
+        self.client = (
+            Client(client, api_key=api_key, token=token) if isinstance(client, str) else client
+        )
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._flush_lock = threading.Lock()
+
+    def add(
+        self,
+        content: Content,
+        *,
+        ts: Timestamp | None = None,
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        client_upload_id: str | None = None,
+        pool_id: str | None = None,
+    ) -> OutboxEntry:
+        """Copy a file into the outbox and record it durably, then return (no network).
+
+        ``ts`` is the event time, default now. A background flusher is woken up.
+        """
+        entry = self._add(content, ts, name, metadata, client_upload_id, pool_id)
+        self._wake.set()
+        return entry
+
+    def flush(self, *, force: bool = False) -> FlushReport:
+        """Send everything that is due now; returns what happened. Never raises for the network.
+
+        ``force`` sends every pending file at once, ignoring backoff (a person asked for it).
+        """
+        with self._flush_lock:
+            report = FlushReport()
+            plan = self.plan(report, force)
+            send = step(plan)
+            while send is not None:
+                answer: BatchResult | PooldropError
+                try:
+                    answer = self.client.upload_batch(send.pool_id, send.entries, retry=False)
+                except PooldropError as e:
+                    answer = e
+                send = step(plan, answer)
+            return self._finish(report)
 
     def run(self, stop: threading.Event | None = None, *, idle: float = 60.0) -> None:
         """Flush, sleep until something is due (or :meth:`add` wakes it), repeat until ``stop``."""
@@ -301,8 +384,7 @@ class Uploader:
             try:
                 self.flush()
             except Exception:  # a bug must not kill a background flusher silently
-                log.exception("flush failed")
-                self._offline_until = self.clock() + self.backoff(self._failures + 1)
+                self._after_crash()
             self._wake.wait(self.seconds_until_due(idle))
             self._wake.clear()
 
@@ -332,3 +414,111 @@ class Uploader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class AsyncUploader(Flusher):
+    """:class:`Uploader` for asyncio: the same outbox and rules, flushed by a task.
+
+    Outbox work (SQLite with fsync, file copies) runs in worker threads, the network in the loop.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient | str,
+        pool_id: str,
+        *,
+        outbox: str | Path,
+        api_key: str | None = None,
+        token: str | None = None,
+        batch_files: int = 100,
+        batch_bytes: int = 32 * 1024 * 1024,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.time,
+        on_outcome: Callable[[OutboxEntry], None] | None = None,
+        keep_delivered: float = 7 * 86400,
+    ) -> None:
+        super().__init__(
+            pool_id,
+            outbox,
+            batch_files=batch_files,
+            batch_bytes=batch_bytes,
+            backoff=backoff,
+            clock=clock,
+            on_outcome=on_outcome,
+            keep_delivered=keep_delivered,
+        )
+        self._owns_client = isinstance(client, str)
+        self.client = (
+            AsyncClient(client, api_key=api_key, token=token) if isinstance(client, str) else client
+        )
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+
+    async def add(
+        self,
+        content: Content,
+        *,
+        ts: Timestamp | None = None,
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        client_upload_id: str | None = None,
+        pool_id: str | None = None,
+    ) -> OutboxEntry:
+        """As :meth:`Uploader.add`; durable when it returns."""
+        entry = await anyio.to_thread.run_sync(
+            functools.partial(self._add, content, ts, name, metadata, client_upload_id, pool_id)
+        )
+        self._wake.set()
+        return entry
+
+    async def flush(self, *, force: bool = False) -> FlushReport:
+        """As :meth:`Uploader.flush`."""
+        async with self._flush_lock:
+            report = FlushReport()
+            plan = self.plan(report, force)
+            send = await anyio.to_thread.run_sync(step, plan)
+            while send is not None:
+                answer: BatchResult | PooldropError
+                try:
+                    answer = await self.client.upload_batch(send.pool_id, send.entries, retry=False)
+                except PooldropError as e:
+                    answer = e
+                send = await anyio.to_thread.run_sync(step, plan, answer)
+            return await anyio.to_thread.run_sync(self._finish, report)
+
+    async def run(self, *, idle: float = 60.0) -> None:
+        """Flush, sleep until something is due (or :meth:`add` wakes it), until cancelled."""
+        while True:
+            try:
+                await self.flush()
+            except Exception:  # a bug must not kill a background flusher silently
+                self._after_crash()
+            wait = await anyio.to_thread.run_sync(self.seconds_until_due, idle)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
+
+    def start(self) -> None:
+        """Flush in a background task until :meth:`stop`."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="pooldrop-uploader")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def aclose(self) -> None:
+        """Stop the task and close a client this uploader made."""
+        await self.stop()
+        if self._owns_client:
+            await self.client.aclose()
+
+    async def __aenter__(self) -> AsyncUploader:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
