@@ -10,6 +10,7 @@
     │   └── TsInFuture           422 ts_in_future
     ├── FileTooLarge             413 file_too_large
     ├── ForbiddenType            415 forbidden_type
+    ├── UnsupportedMediaType     415 unsupported_media_type
     ├── Conflict                 409 (code given)
     │   ├── WindowClosed         409 window_closed
     │   ├── DuplicateConflict    409 duplicate_conflict
@@ -74,6 +75,10 @@ class FileTooLarge(PooldropError):
 
 class ForbiddenType(PooldropError):
     status, code, title = 415, "forbidden_type", "Forbidden file type"
+
+
+class UnsupportedMediaType(PooldropError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
 
 
 class Conflict(PooldropError):

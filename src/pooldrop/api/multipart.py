@@ -20,14 +20,10 @@ from typing import Self
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from pooldrop.errors import PooldropError, ValidationFailed
+from pooldrop.errors import PooldropError, UnsupportedMediaType, ValidationFailed
 
 MAX_HEADER_SIZE = 8192
 MAX_HEADER_COUNT = 16
-
-
-class UnsupportedMediaType(PooldropError):
-    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
 
 
 class MalformedMultipart(ValidationFailed):

@@ -53,11 +53,25 @@ def problem(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
+def problem_body(exc: PooldropError) -> dict[str, Any]:
+    """The RFC 9457 document of an error (also embedded in batch answers and WebSocket frames)."""
+    return {
+        "type": PROBLEM_TYPE_BASE + exc.code,
+        "title": exc.title,
+        "status": exc.status,
+        "detail": exc.detail,
+        "code": exc.code,
+        **exc.extra,
+    }
+
+
 def error_response(exc: PooldropError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
-    return problem(exc.status, exc.code, exc.title, exc.detail, headers, **exc.extra)
+    return JSONResponse(
+        problem_body(exc), status_code=exc.status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
+    )
 
 
 def install(app: FastAPI) -> None:

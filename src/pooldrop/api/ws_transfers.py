@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import uuid
 from typing import Any
 
+from pooldrop.domain.validation import parse_sha256_hex
 from pooldrop.errors import Conflict, NotFound, PooldropError, ValidationFailed
 from pooldrop.services import transfers, uploads
 from pooldrop.services.principals import Principal
@@ -23,8 +23,6 @@ from pooldrop.services.views import upload_view
 from pooldrop.store.models import Upload
 
 log = logging.getLogger("pooldrop.ws")
-
-_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
 
 
 def _transfer_id(msg: dict[str, Any]) -> str:
@@ -38,14 +36,6 @@ def _size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValidationFailed("size must be the file's length in bytes")
     return value
-
-
-def _sha256(value: Any) -> bytes | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _SHA256_HEX.fullmatch(value):
-        raise ValidationFailed("sha256 must be 64 hexadecimal digits")
-    return bytes.fromhex(value)
 
 
 class WsTransfers:
@@ -76,7 +66,7 @@ class WsTransfers:
                 client_upload_id=msg.get("client_upload_id"),
                 content_type=msg.get("content_type"),
                 metadata=msg.get("metadata"),
-                expected_sha256=_sha256(msg.get("sha256")),
+                expected_sha256=parse_sha256_hex(msg.get("sha256")),
             )
             length = _size(msg.get("size"))
             created = await transfers.create(

@@ -190,6 +190,18 @@ def validate_metadata(raw: str | bytes | dict[str, Any] | None) -> dict[str, Any
     return copied
 
 
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
+
+
+def parse_sha256_hex(value: object, what: str = "sha256") -> bytes | None:
+    """A SHA-256 given as 64 hexadecimal digits (None stays None); ValidationFailed otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _SHA256_HEX.fullmatch(value):
+        raise ValidationFailed(f"{what} must be 64 hexadecimal digits")
+    return bytes.fromhex(value)
+
+
 def validate_client_upload_id(value: str | None) -> str | None:
     """A client's idempotency key: 1 to 128 of ``A-Z a-z 0-9 . _ : -``; ``None`` passes through."""
     if value is None:

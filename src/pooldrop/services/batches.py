@@ -9,12 +9,12 @@ and a batch re-sent after a dropped connection stores nothing twice (its ``clien
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pooldrop.domain.roles import Action
+from pooldrop.domain.validation import parse_sha256_hex
 from pooldrop.errors import PooldropError, ValidationFailed
 from pooldrop.services import uploads
 from pooldrop.services.access import pool_access
@@ -25,7 +25,6 @@ from pooldrop.store.models import Upload
 MANIFEST = "manifest"
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_PART_NAME = 255
-_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
 
 
 class BatchPart(AsyncIterable[bytes], Protocol):
@@ -93,14 +92,6 @@ def parse_manifest(raw: bytes, max_entries: int) -> list[Entry]:
     return entries
 
 
-def _expected_sha256(value: Any) -> bytes | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _SHA256_HEX.fullmatch(value):
-        raise ValidationFailed("sha256 must be 64 hexadecimal digits")
-    return bytes.fromhex(value)
-
-
 async def _store_one(
     rt: Runtime, principal: Principal, pool_id: str, entry: Entry, part: BatchPart
 ) -> FileResult:
@@ -112,7 +103,7 @@ async def _store_one(
             client_upload_id=entry.client_upload_id,
             content_type=part.content_type,
             metadata=entry.metadata,
-            expected_sha256=_expected_sha256(entry.sha256),
+            expected_sha256=parse_sha256_hex(entry.sha256),
         )
         prepared = await uploads.prepare(rt, principal, spec)
         outcome = await uploads.ingest(rt, prepared, part)

@@ -10,24 +10,11 @@ from starlette.requests import ClientDisconnect
 
 from pooldrop.api.deps import PrincipalDep, RuntimeDep
 from pooldrop.api.multipart import read_parts
-from pooldrop.api.problems import PROBLEM_TYPE_BASE
-from pooldrop.errors import PooldropError
+from pooldrop.api.problems import problem_body
 from pooldrop.services import batches
 from pooldrop.services.views import upload_view
 
 router = APIRouter(prefix="/api/v1", tags=["uploads"])
-
-
-def problem_body(exc: PooldropError) -> dict[str, Any]:
-    """The RFC 9457 document of an error, as it appears inside a batch answer."""
-    return {
-        "type": PROBLEM_TYPE_BASE + exc.code,
-        "title": exc.title,
-        "status": exc.status,
-        "detail": exc.detail,
-        "code": exc.code,
-        **exc.extra,
-    }
 
 
 def _render(result: batches.FileResult) -> dict[str, Any]:

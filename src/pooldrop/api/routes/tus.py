@@ -31,8 +31,14 @@ from pooldrop.api.deps import PrincipalDep, RuntimeDep
 from pooldrop.api.problems import error_response
 from pooldrop.domain.pools import MAX_FILE_SIZE_LIMIT
 from pooldrop.domain.timestamps import format_ts
-from pooldrop.domain.validation import parse_upload_checksum
-from pooldrop.errors import ChecksumMismatch, FileTooLarge, PooldropError, ValidationFailed
+from pooldrop.domain.validation import parse_sha256_hex, parse_upload_checksum
+from pooldrop.errors import (
+    ChecksumMismatch,
+    FileTooLarge,
+    PooldropError,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from pooldrop.services import transfers, uploads
 from pooldrop.services.principals import Principal
 from pooldrop.store.models import Transfer
@@ -45,7 +51,6 @@ BASE_PATH = "/api/v1/tus"
 MAX_METADATA_HEADER = 16 * 1024
 _KEY = re.compile(r"[!-+\--~]+", re.ASCII)  # visible ASCII without ','; spaces split key/value
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
-_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
 
 
 class BadRequest(ValidationFailed):
@@ -56,10 +61,6 @@ class BadRequest(ValidationFailed):
 
 class UnsupportedVersion(PooldropError):
     status, code, title = 412, "unsupported_version", "Unsupported tus version"
-
-
-class UnsupportedMediaType(PooldropError):
-    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
 
 
 class ChunkChecksumMismatch(ChecksumMismatch):
@@ -147,8 +148,10 @@ def _spec(meta: dict[str, str]) -> uploads.UploadSpec:
     if missing:
         raise BadRequest(f"Upload-Metadata needs {', '.join(missing)}")
     sha256 = meta.get("sha256")
-    if sha256 is not None and not _SHA256_HEX.fullmatch(sha256):
-        raise BadRequest("Upload-Metadata sha256 must be 64 hexadecimal digits")
+    try:
+        parse_sha256_hex(sha256)
+    except ValidationFailed:
+        raise BadRequest("Upload-Metadata sha256 must be 64 hexadecimal digits") from None
     return uploads.UploadSpec(
         pool_id=meta["pool_id"],
         name=meta["filename"],
