@@ -1,7 +1,11 @@
-"""Real ``pooldrop serve`` processes for tests where a process boundary matters.
+"""Fixtures of the SDK tests.
 
-Each runs the embedded default (SQLite, local disk, memory bus) on a free loopback port with its
-own data directory, so it can be stopped and started again with its state intact.
+``serve`` / ``shared_serve``: real ``pooldrop serve`` processes for tests where a process boundary
+matters. Each runs the embedded default (SQLite, local disk, memory bus) on a free loopback port
+with its own data directory, so it can be stopped and started again with its state intact.
+
+``pool``: a pool on the in-test server with a contributor, a listener and an aggregator, and a way
+to play one group's whole life (upload, claim, result).
 """
 
 from __future__ import annotations
@@ -14,12 +18,18 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import START
+from tests.support.api import Actor, Api
+
 START_TIMEOUT = 30.0
+CYCLE = ["group.ready", "group.claimed", "result.published"]
+"""The events every member hears for one group's life."""
 
 
 def free_port() -> int:
@@ -109,3 +119,43 @@ def shared_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProc
         yield srv
     finally:
         srv.stop()
+
+
+@dataclass
+class Pool:
+    id: str
+    admin: Actor
+    contributor: Actor
+    listener: Actor
+    aggregator: Actor
+
+    async def cycle(self, minute: int, result: bytes = b"result") -> None:
+        """One group's life: an upload, closed, claimed, a result published."""
+        ts = START + timedelta(minutes=minute, seconds=5)
+        base = f"/api/v1/pools/{self.id}"
+        r = await self.contributor.client.post(
+            f"{base}/uploads", params={"ts": ts.isoformat(), "name": "f.bin"}, content=b"x"
+        )
+        assert r.status_code == 201, r.text
+        r = await self.aggregator.client.post(f"{base}/groups/{r.json()['group_id']}/claim")
+        assert r.status_code == 200, r.text
+        claim = r.json()
+        r = await self.aggregator.client.put(
+            f"{base}/groups/{claim['group']['group_id']}/result",
+            params={"lease_id": claim["lease_id"], "name": "r.bin"},
+            content=result,
+        )
+        assert r.status_code == 201, r.text
+
+
+@pytest.fixture
+async def pool(api: Api) -> Pool:
+    admin = await api.user()
+    pid = (await api.pool(admin, window="1m", allowed_lateness="1h"))["pool_id"]
+    return Pool(
+        pid,
+        admin,
+        await api.key(admin, pid, "contributor"),
+        await api.key(admin, pid, "listener"),
+        await api.key(admin, pid, "aggregator"),
+    )

@@ -4,60 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
-from datetime import timedelta
 
 import pytest
 
 from pooldrop.client import AsyncClient, Client, Event, RetryPolicy
 from tests.bus.support import TcpProxy
+from tests.client.conftest import CYCLE, Pool
 from tests.client.support import in_thread, serve_asgi, without
-from tests.conftest import START
-from tests.support.api import Actor, Api
 from tests.support.server import LiveServer
 
 FAST = RetryPolicy(attempts=3, initial=0.05, maximum=0.2)
-CYCLE = ["group.ready", "group.claimed", "result.published"]
-
-
-@dataclass
-class Pool:
-    id: str
-    admin: Actor
-    contributor: Actor
-    listener: Actor
-    aggregator: Actor
-
-    async def cycle(self, minute: int) -> None:
-        """One group's life: an upload, closed, claimed, a result published."""
-        ts = START + timedelta(minutes=minute, seconds=5)
-        base = f"/api/v1/pools/{self.id}"
-        r = await self.contributor.client.post(
-            f"{base}/uploads", params={"ts": ts.isoformat(), "name": "f.bin"}, content=b"x"
-        )
-        assert r.status_code == 201, r.text
-        r = await self.aggregator.client.post(f"{base}/groups/{r.json()['group_id']}/claim")
-        assert r.status_code == 200, r.text
-        claim = r.json()
-        r = await self.aggregator.client.put(
-            f"{base}/groups/{claim['group']['group_id']}/result",
-            params={"lease_id": claim["lease_id"], "name": "r.bin"},
-            content=b"result",
-        )
-        assert r.status_code == 201, r.text
-
-
-@pytest.fixture
-async def pool(api: Api) -> Pool:
-    admin = await api.user()
-    pid = (await api.pool(admin, window="1m", allowed_lateness="1h"))["pool_id"]
-    return Pool(
-        pid,
-        admin,
-        await api.key(admin, pid, "contributor"),
-        await api.key(admin, pid, "listener"),
-        await api.key(admin, pid, "aggregator"),
-    )
 
 
 class Collector:
