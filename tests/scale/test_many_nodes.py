@@ -7,6 +7,7 @@ running on both changes each thing exactly once; a tus upload started on one res
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -280,3 +281,47 @@ async def test_both_schedulers_fire_each_trigger_and_expiry_once(world: World) -
     assert types.count("group.lease_expired") == 1, types
     group = (await world.a.get(f"/api/v1/pools/{world.pool_id}/groups")).json()["items"][0]
     assert group["state"] == "ready" and group["attempts"] == 1
+
+
+def _tus_metadata(**fields: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in fields.items())
+
+
+async def test_tus_started_on_a_resumes_on_b(world: World) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    half = len(data) // 2
+    tus = {"Tus-Resumable": "1.0.0", **_auth(world.contributor_secret)}
+    created = await world.a.post(
+        "/api/v1/tus/",
+        headers={
+            **tus,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": _tus_metadata(
+                pool_id=world.pool_id, ts=datetime.now(UTC).isoformat(), filename="big.bin"
+            ),
+        },
+    )
+    assert created.status_code == 201, created.text
+    location = created.headers["Location"]
+    path = httpx.URL(location).path if location.startswith("http") else location
+    first = await world.a.patch(
+        path,
+        content=data[:half],
+        headers={**tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+    )
+    assert first.status_code == 204, first.text
+    head = await world.b.head(path, headers=tus)
+    assert head.status_code == 200 and int(head.headers["Upload-Offset"]) == half
+    rest = await world.b.patch(
+        path,
+        content=data[half:],
+        headers={
+            **tus,
+            "Upload-Offset": str(half),
+            "Content-Type": "application/offset+octet-stream",
+        },
+    )
+    assert rest.status_code == 204, rest.text
+    upload_id = rest.headers["Pooldrop-Upload-Id"]
+    got = await world.a.get(f"/api/v1/pools/{world.pool_id}/uploads/{upload_id}/content")
+    assert got.status_code == 200 and got.content == data
