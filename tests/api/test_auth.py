@@ -182,3 +182,32 @@ async def test_session_expiry(api: Api, server: LiveServer) -> None:
     user = await api.user()
     server.clock.advance(timedelta(seconds=server.settings.session_ttl + 1).total_seconds())
     assert (await user.client.get("/api/v1/auth/validate")).status_code == 401
+
+
+async def test_refresh_keeps_the_session_alive_past_token_expiry(
+    api: Api, server: LiveServer
+) -> None:
+    user = await api.user()
+    server.clock.advance(seconds=server.settings.access_token_ttl + 5)
+    assert (await user.client.get("/api/v1/auth/validate")).status_code == 401
+    r = await user.client.post("/api/v1/auth/refresh")
+    assert r.status_code == 200, r.text
+    fresh = r.json()["access_token"]
+    h = {"Authorization": f"Bearer {fresh}"}
+    assert (await api.anon.get("/api/v1/auth/validate", headers=h)).status_code == 200
+    # Logout ends the session: neither token can be refreshed any more.
+    assert (await api.anon.post("/api/v1/auth/logout", headers=h)).status_code == 204
+    assert (await user.client.post("/api/v1/auth/refresh")).status_code == 401
+    assert (await api.anon.post("/api/v1/auth/refresh", headers=h)).status_code == 401
+
+
+async def test_refresh_refuses_forgeries_and_keys(api: Api, server: LiveServer) -> None:
+    user = await api.user()
+    claims = jwt.decode(user.token, options={"verify_signature": False})
+    forged = jwt.encode(claims, "another-key-of-sufficient-length-0123456789", algorithm="HS256")
+    r = await api.anon.post("/api/v1/auth/refresh", headers={"Authorization": f"Bearer {forged}"})
+    assert r.status_code == 401
+    r = await api.anon.post("/api/v1/auth/refresh", headers={"Authorization": "Bearer pdk_x_y"})
+    assert r.status_code == 401
+    server.clock.advance(seconds=server.settings.session_ttl + 1)
+    assert (await user.client.post("/api/v1/auth/refresh")).status_code == 401

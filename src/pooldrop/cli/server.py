@@ -67,6 +67,7 @@ def serve(
             log_level=settings.log_level,
             proxy_headers=True,
             http=HTTP_PROTOCOL,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
         return
     app = create_app(settings, run_scheduler=not no_scheduler)

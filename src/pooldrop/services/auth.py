@@ -52,14 +52,13 @@ async def _issue(rt: Runtime, uow: UnitOfWork, user: User) -> IssuedToken:
         expires_at=now + timedelta(seconds=rt.settings.session_ttl),
     )
     uow.session.add(session)
+    return _sign(rt, user, session.id)
+
+
+def _sign(rt: Runtime, user: User, session_id: str) -> IssuedToken:
+    now = int(rt.clock.now().timestamp())
     ttl = rt.settings.access_token_ttl
-    claims = {
-        "sub": user.id,
-        "sid": session.id,
-        "typ": "access",
-        "iat": int(now.timestamp()),
-        "exp": int(now.timestamp()) + ttl,
-    }
+    claims = {"sub": user.id, "sid": session_id, "typ": "access", "iat": now, "exp": now + ttl}
     token = jwt.encode(claims, rt.secret, algorithm=JWT_ALGORITHM)
     return IssuedToken(user=user, access_token=token, expires_in=ttl)
 
@@ -113,6 +112,24 @@ async def logout(rt: Runtime, uow: UnitOfWork, principal: Principal) -> None:
 async def authenticate(rt: Runtime, session: AsyncSession, credential: str) -> Principal:
     if credential.startswith(KEY_PREFIX):
         return await _authenticate_key(session, credential)
+    principal, _ = await _user_session(rt, session, credential, allow_expired=False)
+    return principal
+
+
+async def refresh(rt: Runtime, uow: UnitOfWork, credential: str) -> IssuedToken:
+    """A new access token for the same session, even after the old token expired.
+
+    The session is the credential: while it is live (not logged out, not past ``session_ttl``)
+    its holder may mint short-lived tokens. Logout still ends every token at once.
+    """
+    _, user = await _user_session(rt, uow.session, credential, allow_expired=True)
+    claims = jwt.decode(credential, options={"verify_signature": False})
+    return _sign(rt, user, claims["sid"])
+
+
+async def _user_session(
+    rt: Runtime, session: AsyncSession, credential: str, *, allow_expired: bool
+) -> tuple[Principal, User]:
     try:
         claims = jwt.decode(
             credential,
@@ -125,8 +142,10 @@ async def authenticate(rt: Runtime, session: AsyncSession, credential: str) -> P
         raise Unauthenticated("invalid access token") from None
     if claims.get("typ") != "access":
         raise Unauthenticated("not an access token")
-    if not isinstance(claims["exp"], int) or claims["exp"] <= rt.clock.now().timestamp():
-        raise Unauthenticated("access token expired; log in again")
+    if not isinstance(claims["exp"], int):
+        raise Unauthenticated("invalid access token")
+    if not allow_expired and claims["exp"] <= rt.clock.now().timestamp():
+        raise Unauthenticated("access token expired; refresh it or log in again")
     row = (
         await session.execute(
             select(AuthSession, User)
@@ -140,13 +159,14 @@ async def authenticate(rt: Runtime, session: AsyncSession, credential: str) -> P
     login, user = row
     if login.revoked_at is not None or login.expires_at <= now or user.disabled:
         raise Unauthenticated("session ended; log in again")
-    return Principal(
+    principal = Principal(
         id=user.id,
         kind="user",
         username=user.username,
         role=GlobalRole(user.role),
         session_id=login.id,
     )
+    return principal, user
 
 
 def make_key_secret(key_id: str) -> str:

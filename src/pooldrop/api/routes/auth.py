@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from pooldrop.api.deps import PrincipalDep, RuntimeDep, client_address
+from pooldrop.api.deps import PrincipalDep, RuntimeDep, bearer_credential, client_address
 from pooldrop.api.schemas import Credentials, PasswordOnly, TokenOut, ValidateOut
-from pooldrop.errors import Forbidden
+from pooldrop.errors import Forbidden, Unauthenticated
 from pooldrop.services import auth
 from pooldrop.services.auth import IssuedToken
 from pooldrop.services.principals import Principal
@@ -60,6 +60,17 @@ async def login_legacy(
 ) -> dict[str, Any]:
     async with rt.uow() as uow:
         issued = await auth.login(rt, uow, user_name, body.password, client_address(request))
+    return _token_out(issued)
+
+
+@router.post("/refresh", response_model=TokenOut)
+async def refresh(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    """A fresh access token for the caller's session; the old token may already have expired."""
+    credential = bearer_credential(request)
+    if not credential or credential.startswith(auth.KEY_PREFIX):
+        raise Unauthenticated("send the access token of a live session")
+    async with rt.uow() as uow:
+        issued = await auth.refresh(rt, uow, credential)
     return _token_out(issued)
 
 
