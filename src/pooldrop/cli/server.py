@@ -11,6 +11,8 @@ import typer
 
 # uvicorn's httptools protocol plus zero-copy file sends (api/zerocopy.py).
 HTTP_PROTOCOL = "pooldrop.api.zerocopy:ZeroCopyHttpToolsProtocol"
+# Open SSE streams and long-polls would otherwise hold a graceful shutdown forever.
+GRACEFUL_SHUTDOWN_SECONDS = 10
 ADMIN_HELP = "Manage users directly in the database (for closed signup or a lost admin)."
 
 
@@ -80,6 +82,7 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         http=HTTP_PROTOCOL,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
 
