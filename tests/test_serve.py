@@ -98,6 +98,8 @@ async def test_readyz_reports_every_backend(api: Api) -> None:
     assert (await api.anon.get("/healthz")).json() == {"status": "ok"}
     metrics = await api.anon.get("/metrics")
     assert metrics.status_code == 200 and "python_info" in metrics.text
+    assert "pooldrop_event_subscribers 0.0" in metrics.text
+    assert "pooldrop_hub_serialized_total" in metrics.text
 
 
 async def test_openapi_describes_every_route(api: Api) -> None:

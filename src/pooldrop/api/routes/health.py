@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from dataclasses import fields
 from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import text
 
 from pooldrop.api.deps import RuntimeDep
 from pooldrop.config import redact_url
+from pooldrop.services.runtime import Runtime
 
 router = APIRouter(tags=["health"])
 
@@ -50,6 +54,32 @@ async def readyz(rt: RuntimeDep) -> JSONResponse:
     )
 
 
+class _HubCollector:
+    """The event hub's live counters, read at scrape time (no state kept in prometheus_client)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.rt.hub
+        if hub is None:
+            return
+        yield GaugeMetricFamily(
+            "pooldrop_event_subscribers",
+            "Live event subscriptions on this node.",
+            value=hub.subscriber_count,
+        )
+        for field in fields(hub.stats):
+            yield CounterMetricFamily(
+                f"pooldrop_hub_{field.name}",
+                f"Event hub: {field.name} since start.",
+                value=getattr(hub.stats, field.name),
+            )
+
+
 @router.get("/metrics")
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(rt: RuntimeDep) -> Response:
+    # Process and platform metrics from the default registry, then this app's own.
+    own = CollectorRegistry(auto_describe=False)
+    own.register(_HubCollector(rt))
+    return Response(generate_latest() + generate_latest(own), media_type=CONTENT_TYPE_LATEST)
