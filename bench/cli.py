@@ -87,6 +87,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="DIR",
         help="record the pooldrop server with py-spy during each scenario, into DIR",
     )
+    p.add_argument(
+        "--profile-native",
+        action="store_true",
+        help="with --profile: all threads with C frames and wait states (slows the server down)",
+    )
     return p.parse_args(argv)
 
 
@@ -182,7 +187,7 @@ def run_suite(args: argparse.Namespace) -> int:
             print(f"[{name}] {scenario.what} ...", flush=True)
             t0 = time.monotonic()
             try:
-                with Profiler.maybe(args.profile, name, pooldrop.pid):
+                with Profiler.maybe(args.profile, name, pooldrop.pid, args.profile_native):
                     outcome = scenario.run(ctx)
                 row = Row.measured(name, scenario.what, scenario.target, outcome)
             except EndpointMissing as exc:

@@ -134,7 +134,7 @@ def summarise(collapsed: Path, top: int = 25) -> str:
 class Profiler:
     """py-spy attached to a running process until the ``with`` block ends."""
 
-    def __init__(self, out_dir: Path, name: str, pid: int) -> None:
+    def __init__(self, out_dir: Path, name: str, pid: int, native: bool = False) -> None:
         binary = shutil.which("py-spy")
         if binary is None:
             raise RuntimeError("--profile needs py-spy: pip install py-spy")
@@ -149,8 +149,9 @@ class Profiler:
                 str(pid),
                 "--rate",
                 "200",
-                "--threads",
-                "--native",
+                # --gil: only the thread holding the GIL, what one Python process spends its core
+                # on. --native adds C frames and thread states but slows the server a lot.
+                *(["--threads", "--native"] if native else ["--gil"]),
                 "--format",
                 "raw",
                 "--output",
@@ -172,11 +173,11 @@ class Profiler:
 
     @staticmethod
     @contextlib.contextmanager
-    def maybe(out_dir: Path | None, name: str, pid: int) -> Iterator[None]:
+    def maybe(out_dir: Path | None, name: str, pid: int, native: bool = False) -> Iterator[None]:
         if out_dir is None:
             yield
             return
-        profiler = Profiler(out_dir, name, pid)
+        profiler = Profiler(out_dir, name, pid, native)
         try:
             yield
         finally:
