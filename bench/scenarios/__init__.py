@@ -15,7 +15,6 @@ class Scenario:
     what: str
     target: str
     run: Callable[[Context], Outcome]
-    needs_nginx: bool = True
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -34,7 +33,6 @@ SCENARIOS: dict[str, Scenario] = {
             "10,000 subscribers (WebSocket + SSE), one result.published",
             fanout.TARGET,
             fanout.run,
-            needs_nginx=False,
         ),
         Scenario(
             "download",
@@ -47,7 +45,6 @@ SCENARIOS: dict[str, Scenario] = {
             "stream a group of 1,000 x 500 KB files as tar",
             archive.TARGET,
             archive.run,
-            needs_nginx=False,
         ),
         Scenario("small-pg", "`small` on PostgreSQL", small.TARGET_PG, small.run_pg),
     )
