@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -77,6 +77,8 @@ class Prepared:
     content_type: str
     metadata: dict[str, Any]
     expected_sha256: bytes | None
+    # The earlier upload with the same client_upload_id, if any, as found by `prepare`.
+    replay: Upload | None = None
 
 
 @dataclass(frozen=True)
@@ -123,10 +125,11 @@ async def prepare(rt: Runtime, principal: Principal, spec: UploadSpec) -> Prepar
                 )
             if spec.content_length == 0:
                 raise EmptyFile("the file is empty")
-        # Refuse a late upload before reading its body (the authoritative check is at commit).
-        if await _find_replay(s, prepared) is None:
+        replay = await _find_replay(s, prepared)
+        if replay is None:
+            # Refuse a late upload before reading its body (the authoritative check is at commit).
             await _placement(s, prepared, rt.clock.now())
-        return prepared
+        return replace(prepared, replay=replay)
 
 
 async def _find_replay(s: Any, p: Prepared) -> Upload | None:
@@ -163,8 +166,7 @@ def _replay_outcome(existing: Upload, sha256: str) -> Outcome:
 
 async def ingest(rt: Runtime, p: Prepared, body: AsyncIterable[bytes]) -> Outcome:
     """Stream ``body`` into the pool. Returns the stored upload, or the first one on a replay."""
-    async with rt.read() as s:
-        existing = await _find_replay(s, p)
+    existing = p.replay
     if existing is not None and existing.status == "stored":
         size, sha256 = await hash_stream(body, p.settings.max_file_size)
         if size == 0:
@@ -209,7 +211,9 @@ async def _record_stored(
                 if group.state != GroupState.OPEN:
                     # Closed between our look and our lock: place again.
                     continue
-                previous = await _find_replay(s, p)
+                # A concurrent twin with the same client_upload_id is caught by the unique
+                # index (IntegrityError below); only a known failed attempt needs a look here.
+                previous = await _find_replay(s, p) if p.replay is not None else None
                 if previous is not None and previous.status == "stored":
                     await rt.blobs.delete(key)
                     return _replay_outcome(previous, sha256)
