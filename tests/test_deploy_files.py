@@ -1,4 +1,4 @@
-"""The deployment files parse and agree with the code (no Docker engine runs in the test machine)."""
+"""The deployment files parse and agree with the code; no Docker engine runs here to build them."""
 
 from __future__ import annotations
 

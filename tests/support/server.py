@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from pooldrop.api.app import create_app
 from pooldrop.api.zerocopy import ZeroCopyHttpToolsProtocol
+from pooldrop.cli.server import KEEP_ALIVE_SECONDS
 from pooldrop.clock import FakeClock
 from pooldrop.config import Settings
 from pooldrop.services.runtime import Runtime
@@ -59,6 +60,7 @@ async def live_server(
         lifespan="on",
         ws="websockets-sansio",
         http=ZeroCopyHttpToolsProtocol,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     server = uvicorn.Server(config)
     # Signal handling belongs to pytest, not to the in-test server.

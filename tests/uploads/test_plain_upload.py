@@ -199,13 +199,15 @@ async def test_storage_failures_are_retried_then_reported(api, server: LiveServe
     assert r.status_code == 503 and r.json()["code"] == "unavailable"
     listed = (await key.client.get(f"/api/v1/pools/{pid}/uploads?status=failed")).json()["items"]
     assert [u["name"] for u in listed] == ["b"] and listed[0]["status"] == "failed"
-    events = (
-        (await admin.client.get(f"/api/v1/pools/{pid}/events?after=0")).json()["events"]
-        if (await admin.client.get(f"/api/v1/pools/{pid}/events?after=0")).status_code == 200
-        else None
-    )
-    if events is not None:
-        assert "upload.failed" in [e["type"] for e in events]
+    r = await admin.client.get(f"/api/v1/pools/{pid}/events", params={"after": 0})
+    failed = [e for e in r.json()["events"] if e["type"] == "upload.failed"]
+    assert [e["data"]["name"] for e in failed] == ["b"]
+    # The uploader hears of it too; another contributor does not.
+    mine = (await key.client.get(f"/api/v1/pools/{pid}/events", params={"after": 0})).json()
+    assert "upload.failed" in [e["type"] for e in mine["events"]]
+    other = await api.key(admin, pid, "contributor", name="other")
+    theirs = (await other.client.get(f"/api/v1/pools/{pid}/events", params={"after": 0})).json()
+    assert "upload.failed" not in [e["type"] for e in theirs["events"]]
     # The retry of the same client_upload_id succeeds and replaces the failed record.
     r = await key.client.post(
         f"/api/v1/pools/{pid}/uploads",

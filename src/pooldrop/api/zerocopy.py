@@ -68,12 +68,12 @@ class ZeroCopyCycle(RequestResponseCycle):
         if message["type"] != EXTENSION:
             await super().send(message)
             return
-        if not self.response_started or self.response_complete:
-            raise RuntimeError(f"{EXTENSION} is only valid after http.response.start")
         if self.flow.write_paused and not self.disconnected:
             await self.flow.drain()
         if self.disconnected:
-            return
+            return  # like uvicorn's own sends: a gone client is not an error
+        if not self.response_started or self.response_complete:
+            raise RuntimeError(f"{EXTENSION} is only valid after http.response.start")
         file: BinaryIO = message["file"]
         offset = message.get("offset", 0) or 0
         count = message.get("count")

@@ -13,6 +13,9 @@ import typer
 HTTP_PROTOCOL = "pooldrop.api.zerocopy:ZeroCopyHttpToolsProtocol"
 # Open SSE streams and long-polls would otherwise hold a graceful shutdown forever.
 GRACEFUL_SHUTDOWN_SECONDS = 10
+# Client apps send in bursts with pauses; uvicorn's 5 s default makes them reconnect (and race
+# the server's close) between calls of one job.
+KEEP_ALIVE_SECONDS = 75
 ADMIN_HELP = "Manage users directly in the database (for closed signup or a lost admin)."
 
 
@@ -70,6 +73,7 @@ def serve(
             proxy_headers=True,
             http=HTTP_PROTOCOL,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
         return
     app = create_app(settings, run_scheduler=not no_scheduler)
@@ -83,6 +87,7 @@ def serve(
         log_level=settings.log_level,
         http=HTTP_PROTOCOL,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 
