@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.api import Api
+from tests.support.databases import PostgresTemplates
 from tests.uploads.test_memory import free_port
 
 
@@ -115,3 +116,54 @@ async def test_openapi_describes_every_route(api: Api) -> None:
         "/readyz",
     ):
         assert path in paths, path
+
+
+def test_workers_run_several_processes_on_a_shared_bus(
+    tmp_path: Path, pg_templates: PostgresTemplates
+) -> None:
+    import asyncio
+
+    import psutil
+
+    name, db_url = asyncio.run(pg_templates.fresh())
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pooldrop",
+            "serve",
+            "--workers",
+            "2",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path),
+        ],
+        env={
+            **os.environ,
+            "POOLDROP_DATABASE_URL": db_url,
+            "POOLDROP_BUS_URL": "redis://127.0.0.1:6379/15",
+            "POOLDROP_LOG_LEVEL": "warning",
+        },
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("workers did not start")
+        workers = [
+            c
+            for c in psutil.Process(proc.pid).children(recursive=True)
+            if "multiprocessing" in " ".join(c.cmdline()) or "pooldrop" in " ".join(c.cmdline())
+        ]
+        assert len(workers) >= 2, [c.cmdline() for c in workers]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        asyncio.run(pg_templates.drop(name))
