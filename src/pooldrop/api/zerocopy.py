@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,6 +18,8 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from pooldrop.blobs import FileSpan
 
 EXTENSION = "http.response.zerocopysend"
 FALLBACK_CHUNK = 256 * 1024
@@ -101,6 +103,37 @@ class ZeroCopyHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.__class__ = ZeroCopyCycle
 
 
+async def _send_file(
+    file: BinaryIO, offset: int, count: int, send: Send, *, zero_copy: bool, more_body: bool
+) -> None:
+    """Send ``count`` bytes of ``file`` from ``offset``: sendfile when offered, else chunks."""
+    if zero_copy:
+        await send(
+            {
+                "type": EXTENSION,
+                "file": file,
+                "offset": offset,
+                "count": count,
+                "more_body": more_body,
+            }
+        )
+        return
+    remaining = count
+    while remaining > 0:
+        chunk = await asyncio.to_thread(
+            os.pread, file.fileno(), min(FALLBACK_CHUNK, remaining), offset
+        )
+        if not chunk:
+            raise RuntimeError(f"{file.name} is shorter than expected")
+        offset += len(chunk)
+        remaining -= len(chunk)
+        await send(
+            {"type": "http.response.body", "body": chunk, "more_body": more_body or remaining > 0}
+        )
+    if count == 0 and not more_body:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 class ZeroCopyFileResponse(Response):
     """A byte range of a local file, sent with sendfile where the server allows it."""
 
@@ -133,27 +166,59 @@ class ZeroCopyFileResponse(Response):
                     "headers": self.raw_headers,
                 }
             )
-            count = self.end - self.start
-            if EXTENSION in scope.get("extensions", {}):
-                await send({"type": EXTENSION, "file": file, "offset": self.start, "count": count})
-            else:
-                await self._stream(file, count, send, scope["method"] == "HEAD")
+            head = scope["method"] == "HEAD"
+            await _send_file(
+                file,
+                self.start,
+                0 if head else self.end - self.start,
+                send,
+                zero_copy=EXTENSION in scope.get("extensions", {}),
+                more_body=False,
+            )
         finally:
             await asyncio.to_thread(file.close)
         if self.background is not None:
             await self.background()
 
-    async def _stream(self, file: BinaryIO, count: int, send: Send, head: bool) -> None:
-        offset = self.start
-        remaining = 0 if head else count
-        while remaining > 0:
-            chunk = await asyncio.to_thread(
-                os.pread, file.fileno(), min(FALLBACK_CHUNK, remaining), offset
-            )
-            if not chunk:
-                raise RuntimeError(f"{self.path} is shorter than expected")
-            offset += len(chunk)
-            remaining -= len(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
-        if head or count == 0:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+class ZeroCopyStreamResponse(Response):
+    """A body made of byte chunks and local file spans; spans go out with sendfile if offered.
+
+    ``Content-Length`` must be given: it is what keeps the connection usable afterwards.
+    """
+
+    def __init__(
+        self,
+        pieces: AsyncIterator[bytes | FileSpan],
+        *,
+        headers: Mapping[str, str],
+        media_type: str,
+        status_code: int = 200,
+    ) -> None:
+        self.pieces = pieces
+        self.status_code = status_code
+        self.media_type = media_type
+        self.background = None
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        zero_copy = EXTENSION in scope.get("extensions", {})
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        async for piece in self.pieces:
+            if isinstance(piece, bytes):
+                if piece:
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+                continue
+            file = await asyncio.to_thread(open, piece.path, "rb")
+            try:
+                if os.fstat(file.fileno()).st_size != piece.size:
+                    # Cut the response short: a truncated body, never wrong bytes.
+                    raise RuntimeError(
+                        f"{piece.path} does not have the {piece.size} bytes expected"
+                    )
+                await _send_file(file, 0, piece.size, send, zero_copy=zero_copy, more_body=True)
+            finally:
+                await asyncio.to_thread(file.close)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -19,6 +19,7 @@ from pooldrop.blobs.base import (
     BlobNotFound,
     BlobStore,
     BlobWriter,
+    FileSpan,
     validate_key,
     validate_prefix,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "BlobNotFound",
     "BlobStore",
     "BlobWriter",
+    "FileSpan",
     "open_blob_store",
     "validate_key",
     "validate_prefix",

@@ -23,6 +23,7 @@ import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
@@ -35,6 +36,14 @@ MAX_SEGMENT_LENGTH = 255
 RESERVED_TOP_SEGMENT = ".staging"
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+@dataclass(frozen=True)
+class FileSpan:
+    """``size`` bytes of a local file from offset 0: what a server can hand to sendfile."""
+
+    path: Path
+    size: int
 
 
 class BlobNotFound(Exception):

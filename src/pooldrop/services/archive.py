@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from pooldrop.blobs import BlobStore
+from pooldrop.blobs import BlobStore, FileSpan
 from pooldrop.domain.groups import GroupState
 from pooldrop.domain.roles import Action
 from pooldrop.domain.timestamps import format_ts
@@ -132,6 +132,13 @@ class Archive:
 
     async def chunks(self, blobs: BlobStore) -> AsyncIterator[bytes]:
         """The archive's bytes; exactly :attr:`size` of them, or ``ArchiveBroken`` part way."""
+        async for piece in self.pieces(blobs, spans=False):
+            assert isinstance(piece, bytes)
+            yield piece
+
+    async def pieces(self, blobs: BlobStore, *, spans: bool) -> AsyncIterator[bytes | FileSpan]:
+        """Like :meth:`chunks`; with ``spans``, a file on local disk comes as a :class:`FileSpan`
+        for the server to send with sendfile (the server checks its size as it sends)."""
         sent = 0
         head = header(MANIFEST_NAME, len(self.manifest), self.mtime)
         yield head + self.manifest + bytes(padding(len(self.manifest)))
@@ -139,6 +146,13 @@ class Archive:
         for m in self.members:
             head = header(m.path, m.size, m.mtime)
             yield head
+            local = blobs.local_path(m.key) if spans else None
+            if local is not None:
+                yield FileSpan(local, m.size)
+                if padding(m.size):
+                    yield bytes(padding(m.size))
+                sent += len(head) + m.size + padding(m.size)
+                continue
             got = 0
             stream = await blobs.open(m.key)
             try:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from pooldrop.api.deps import PrincipalDep, RuntimeDep
 from pooldrop.api.schemas import Body
+from pooldrop.api.zerocopy import ZeroCopyStreamResponse
 from pooldrop.domain.validation import expected_sha256
 from pooldrop.services import archive, claims, group_queries, results
 from pooldrop.services.views import group_view, result_view, upload_view
@@ -110,7 +111,7 @@ async def release(
 
 @router.get(
     "/pools/{pool_id}/groups/{group_id}/archive",
-    response_class=StreamingResponse,
+    response_class=ZeroCopyStreamResponse,
     responses={200: {"content": {"application/x-tar": {}}}},
 )
 async def get_archive(
@@ -119,7 +120,7 @@ async def get_archive(
     principal: PrincipalDep,
     rt: RuntimeDep,
     lease_id: str | None = None,
-) -> StreamingResponse:
+) -> ZeroCopyStreamResponse:
     """The group's files and `manifest.json` as one streamed tar (exact Content-Length)."""
     built = await archive.open_archive(rt, principal, pool_id, group_id, lease_id)
     headers = {
@@ -128,8 +129,8 @@ async def get_archive(
         "Content-Disposition": f'attachment; filename="{built.filename}"',
         "Cache-Control": "no-store",
     }
-    return StreamingResponse(
-        built.chunks(rt.blobs), media_type="application/x-tar", headers=headers
+    return ZeroCopyStreamResponse(
+        built.pieces(rt.blobs, spans=True), media_type="application/x-tar", headers=headers
     )
 
 
