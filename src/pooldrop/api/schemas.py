@@ -45,19 +45,6 @@ class ValidateOut(BaseModel):
     pool_role: str | None = None
 
 
-class PoolCreate(Body):
-    name: str
-    window: Duration
-    window_offset: Duration | None = None
-    allowed_lateness: Duration | None = None
-    late_policy: Literal["reject", "next_open"] | None = None
-    min_contributors: int | None = None
-    max_file_size: int | None = None
-    forbidden_types: list[str] | None = None
-    lease: Duration | None = None
-    max_attempts: int | None = None
-
-
 class PoolPatch(Body):
     name: str | None = None
     window: Duration | None = None
@@ -69,6 +56,13 @@ class PoolPatch(Body):
     forbidden_types: list[str] | None = None
     lease: Duration | None = None
     max_attempts: int | None = None
+
+
+class PoolCreate(PoolPatch):
+    """A new pool: the settings of a patch, with a name and a window required."""
+
+    name: str
+    window: Duration
 
 
 class PoolOut(BaseModel):

@@ -190,6 +190,20 @@ def validate_metadata(raw: str | bytes | dict[str, Any] | None) -> dict[str, Any
     return copied
 
 
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+def validate_content_type(raw: str | None) -> str:
+    """A file's declared media type (default ``application/octet-stream``); ValidationFailed if
+    it is over 255 characters or holds control characters."""
+    if not raw:
+        return DEFAULT_CONTENT_TYPE
+    value = raw.strip()
+    if len(value) > 255 or any(ord(c) < 32 for c in value):
+        raise ValidationFailed("Content-Type is not valid")
+    return value
+
+
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
 
 

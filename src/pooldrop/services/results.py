@@ -26,14 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pooldrop.domain.groups import GroupState
 from pooldrop.domain.pools import MAX_FILE_SIZE_LIMIT
 from pooldrop.domain.roles import Action
-from pooldrop.domain.validation import validate_filename
+from pooldrop.domain.validation import validate_content_type, validate_filename
 from pooldrop.errors import (
     DuplicateConflict,
     EmptyFile,
     LeaseLost,
     NotFound,
     Unavailable,
-    ValidationFailed,
 )
 from pooldrop.services import events
 from pooldrop.services.access import pool_access
@@ -47,22 +46,12 @@ from pooldrop.store.models import Group, Result
 from pooldrop.store.types import new_id
 
 RESULT_MAX_SIZE = MAX_FILE_SIZE_LIMIT
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
 @dataclass(frozen=True)
 class Published:
     result: Result
     created: bool  # False: a retry of the same result by the lease that published it
-
-
-def _content_type(raw: str | None) -> str:
-    if not raw:
-        return DEFAULT_CONTENT_TYPE
-    value = raw.strip()
-    if len(value) > 255 or any(ord(c) < 32 for c in value):
-        raise ValidationFailed("Content-Type is not valid")
-    return value
 
 
 def _published_by(group: Group, lease_id: str, principal: Principal) -> bool:
@@ -107,7 +96,7 @@ async def put_result(
 ) -> Published:
     """Publish the group's result under a live lease: the group becomes ``done``."""
     name = validate_filename(name)
-    ctype = _content_type(content_type)
+    ctype = validate_content_type(content_type)
     async with rt.read() as s:
         access = await pool_access(s, principal, pool_id, Action.GROUP_WORK)
         group = await get_group(s, pool_id, group_id)

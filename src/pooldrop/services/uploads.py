@@ -22,6 +22,7 @@ from pooldrop.domain.roles import Action
 from pooldrop.domain.timestamps import check_not_future, parse_ts
 from pooldrop.domain.validation import (
     validate_client_upload_id,
+    validate_content_type,
     validate_filename,
     validate_metadata,
 )
@@ -46,7 +47,6 @@ from pooldrop.store.types import new_id
 
 log = logging.getLogger("pooldrop.uploads")
 
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
 PLACEMENT_TRIES = 3
 
 
@@ -87,15 +87,6 @@ class Outcome:
     created: bool  # False: an identical replay of a known client_upload_id
 
 
-def _content_type(raw: str | None) -> str:
-    if not raw:
-        return DEFAULT_CONTENT_TYPE
-    value = raw.strip()
-    if len(value) > 255 or any(ord(c) < 32 for c in value):
-        raise ValidationFailed("Content-Type is not valid")
-    return value
-
-
 async def prepare(rt: Runtime, principal: Principal, spec: UploadSpec) -> Prepared:
     """Every check that needs no body: access, fields, declared size, early lateness."""
     async with rt.read() as s:
@@ -113,7 +104,7 @@ async def prepare(rt: Runtime, principal: Principal, spec: UploadSpec) -> Prepar
             name=name,
             ts=ts,
             client_upload_id=validate_client_upload_id(spec.client_upload_id),
-            content_type=_content_type(spec.content_type),
+            content_type=validate_content_type(spec.content_type),
             metadata=validate_metadata(spec.metadata),
             expected_sha256=spec.expected_sha256,
         )
