@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,6 +28,7 @@ from pooldrop.blobs import BlobStore
 from pooldrop.bus import Bus
 from pooldrop.clock import Clock
 from pooldrop.config import Settings
+from pooldrop.services.caches import listen_for_invalidations
 from pooldrop.services.hub import EventHub
 from pooldrop.services.runtime import start_runtime, stop_runtime
 from pooldrop.services.scheduler import Scheduler, default_jobs
@@ -52,6 +55,11 @@ def create_app(
         app.state.runtime = rt
         hub = rt.hub = EventHub(rt)
         await hub.start()
+        invalidations = (
+            asyncio.create_task(listen_for_invalidations(rt), name="cache-invalidations")
+            if rt.bus.distributed
+            else None
+        )
         scheduler = Scheduler(rt, default_jobs())
         app.state.scheduler = scheduler
         if run_scheduler:
@@ -59,6 +67,10 @@ def create_app(
         try:
             yield
         finally:
+            if invalidations is not None:
+                invalidations.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await invalidations
             await scheduler.stop()
             await hub.stop()
             await stop_runtime(rt)

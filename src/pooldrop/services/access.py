@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pooldrop.domain.roles import Action, PoolRole, can
 from pooldrop.errors import Forbidden, NotFound
+from pooldrop.services.caches import Caches
 from pooldrop.services.principals import Principal
 from pooldrop.store.models import Membership, Pool
 
@@ -48,15 +49,25 @@ async def pool_access(
     action: Action = Action.POOL_READ,
     *,
     for_update: bool = False,
+    caches: Caches | None = None,
 ) -> PoolAccess:
-    """The pool and the caller's role in it, or NotFound / Forbidden."""
+    """The pool and the caller's role in it, or NotFound / Forbidden.
+
+    With ``caches``, the pool row may come from the process's short-lived cache: for reads that
+    need the pool's settings, not a lock on it.
+    """
     role = await role_in_pool(session, principal, pool_id)
     pool = None
     if role is not None:
-        stmt = select(Pool).where(Pool.id == pool_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        pool = await session.scalar(stmt)
+        pool = caches.pools.get(pool_id) if caches is not None else None
+        if pool is None:
+            generation = caches.generation if caches is not None else 0
+            stmt = select(Pool).where(Pool.id == pool_id)
+            if for_update:
+                stmt = stmt.with_for_update()
+            pool = await session.scalar(stmt)
+            if pool is not None and caches is not None:
+                caches.put_pool(pool, generation)
     if pool is None or role is None:
         raise NotFound("no such pool")
     if not can(role, action):

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pooldrop.domain.roles import GlobalRole, PoolRole
 from pooldrop.domain.validation import validate_password, validate_username
 from pooldrop.errors import Forbidden, Unauthenticated, UsernameTaken
+from pooldrop.services.caches import CachedKey
 from pooldrop.services.principals import Principal
 from pooldrop.services.runtime import Runtime
 from pooldrop.store.db import UnitOfWork
@@ -111,7 +112,7 @@ async def logout(rt: Runtime, uow: UnitOfWork, principal: Principal) -> None:
 
 async def authenticate(rt: Runtime, session: AsyncSession, credential: str) -> Principal:
     if credential.startswith(KEY_PREFIX):
-        return await _authenticate_key(session, credential)
+        return await _authenticate_key(rt, session, credential)
     principal, _ = await _user_session(rt, session, credential, allow_expired=False)
     return principal
 
@@ -185,13 +186,22 @@ def _key_id_from_secret(secret: str) -> str | None:
     return f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}"
 
 
-async def _authenticate_key(session: AsyncSession, secret: str) -> Principal:
+async def _authenticate_key(rt: Runtime, session: AsyncSession, secret: str) -> Principal:
     key_id = _key_id_from_secret(secret)
-    key = await session.get(ApiKey, key_id) if key_id else None
-    if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
+    if key_id is None:
+        raise Unauthenticated("unknown key")
+    presented = hash_secret(secret)
+    cached = rt.caches.keys.get(key_id)
+    if cached is not None and hmac.compare_digest(cached.secret_hash, presented):
+        return cached.principal
+    generation = rt.caches.generation
+    key = await session.get(ApiKey, key_id)
+    if key is None or not hmac.compare_digest(key.secret_hash, presented):
         raise Unauthenticated("unknown key")
     if key.revoked_at is not None:
         raise Unauthenticated("key revoked")
-    return Principal(
+    principal = Principal(
         id=key.id, kind="key", pool_id=key.pool_id, pool_role=PoolRole(key.role), name=key.name
     )
+    rt.caches.put_key(key_id, CachedKey(key.secret_hash, principal), generation)
+    return principal

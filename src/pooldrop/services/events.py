@@ -7,9 +7,9 @@ reader's cursor can never skip an event that commits later. The wake-up goes out
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, insert, update
 
 from pooldrop.domain.timestamps import format_ts
 from pooldrop.services.runtime import Runtime
@@ -23,6 +23,8 @@ GROUP_CLAIMED = "group.claimed"
 GROUP_LEASE_EXPIRED = "group.lease_expired"
 GROUP_FAILED = "group.failed"
 RESULT_PUBLISHED = "result.published"
+
+EVENTS = cast(Table, Event.__table__)
 
 EVENT_TYPES = (
     UPLOAD_STORED,
@@ -46,24 +48,52 @@ async def record(
 ) -> Event:
     """Append an event; ``visible_to`` limits it to that principal and the pool's admins."""
     assert type_ in EVENT_TYPES, type_
-    seq = await uow.session.scalar(
-        update(Pool)
-        .where(Pool.id == pool_id)
-        .values(event_seq=Pool.event_seq + 1)
-        .returning(Pool.event_seq)
-        .execution_options(synchronize_session=False)
-    )
-    assert seq is not None, f"pool {pool_id} vanished mid-transaction"
+    seq = await _take_seqs(uow, pool_id, 1)
     event = Event(
         pool_id=pool_id, seq=seq, type=type_, at=rt.clock.now(), data=data, visible_to=visible_to
     )
     uow.session.add(event)
+    _wake_after_commit(rt, uow, pool_id, seq)
+    return event
 
+
+async def record_many(
+    rt: Runtime, uow: UnitOfWork, pool_id: str, items: list[tuple[str, dict[str, Any], str | None]]
+) -> None:
+    """Append ``(type, data, visible_to)`` events in order with one counter bump and one insert."""
+    assert all(t in EVENT_TYPES for t, _, _ in items), items
+    last = await _take_seqs(uow, pool_id, len(items))
+    at = rt.clock.now()
+    first = last - len(items) + 1
+    conn = await uow.session.connection()
+    await conn.execute(
+        insert(EVENTS),
+        [
+            {"pool_id": pool_id, "seq": first + i, "type": t, "at": at, "data": d, "visible_to": v}
+            for i, (t, d, v) in enumerate(items)
+        ],
+    )
+    _wake_after_commit(rt, uow, pool_id, last)
+
+
+async def _take_seqs(uow: UnitOfWork, pool_id: str, n: int) -> int:
+    """Reserve ``n`` sequence numbers of the pool's log; returns the last one."""
+    seq = await uow.session.scalar(
+        update(Pool)
+        .where(Pool.id == pool_id)
+        .values(event_seq=Pool.event_seq + n)
+        .returning(Pool.event_seq)
+        .execution_options(synchronize_session=False)
+    )
+    assert seq is not None, f"pool {pool_id} vanished mid-transaction"
+    return int(seq)
+
+
+def _wake_after_commit(rt: Runtime, uow: UnitOfWork, pool_id: str, seq: int) -> None:
     async def _wake() -> None:
         await rt.wake(pool_id, seq)
 
     uow.after_commit(_wake)
-    return event
 
 
 def event_out(event: Event) -> dict[str, Any]:

@@ -87,17 +87,28 @@ async def add_upload(
     rt: Runtime, uow: UnitOfWork, pool: Pool, group: Group, uploader_id: str, size: int
 ) -> None:
     """Count an upload into its (locked, open) group; fire the quorum trigger when reached."""
+    await add_uploads(rt, uow, pool, group, [uploader_id], size)
+
+
+async def add_uploads(
+    rt: Runtime,
+    uow: UnitOfWork,
+    pool: Pool,
+    group: Group,
+    uploader_ids: list[str],
+    size: int,
+) -> None:
+    """Count uploads (one per entry of ``uploader_ids``, ``size`` bytes in all) into their
+    (locked, open) group; fire the quorum trigger when reached."""
     s = uow.session
     added = await s.execute(
         _insert(s)(GroupContributor)
-        .values(group_id=group.id, uploader_id=uploader_id)
+        .values([{"group_id": group.id, "uploader_id": u} for u in dict.fromkeys(uploader_ids)])
         .on_conflict_do_nothing(index_elements=["group_id", "uploader_id"])
     )
-    new_contributor = added.rowcount == 1  # type: ignore[attr-defined]
-    group.file_count += 1
+    group.file_count += len(uploader_ids)
     group.bytes += size
-    if new_contributor:
-        group.contributors += 1
+    group.contributors += added.rowcount  # type: ignore[attr-defined]
     if quorum_reached(group.contributors, pool.min_contributors):
         await mark_ready(rt, uow, group, Trigger.QUORUM)
 

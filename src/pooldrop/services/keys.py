@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select, update
@@ -14,6 +15,7 @@ from pooldrop.domain.roles import Action, PoolRole, parse_pool_role
 from pooldrop.errors import NotFound, Unauthenticated, ValidationFailed
 from pooldrop.services.access import pool_access
 from pooldrop.services.auth import hash_secret, make_key_secret
+from pooldrop.services.caches import forget_everywhere
 from pooldrop.services.principals import Principal
 from pooldrop.services.runtime import Runtime
 from pooldrop.store.db import UnitOfWork
@@ -80,6 +82,7 @@ async def revoke_key(
         raise NotFound("no such key")
     if key.revoked_at is None:
         key.revoked_at = rt.clock.now()
+    uow.after_commit(partial(forget_everywhere, rt, "key", key_id))
 
 
 async def create_enrollment(

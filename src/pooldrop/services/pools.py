@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -12,6 +13,7 @@ from pooldrop.domain.pools import LatePolicy, PoolSettings
 from pooldrop.domain.roles import Action, PoolRole, parse_pool_role
 from pooldrop.errors import Forbidden, NotFound, ValidationFailed
 from pooldrop.services.access import pool_access
+from pooldrop.services.caches import forget_everywhere
 from pooldrop.services.principals import Principal
 from pooldrop.services.runtime import Runtime
 from pooldrop.store.db import UnitOfWork
@@ -113,7 +115,7 @@ async def list_pools(uow: UnitOfWork, principal: Principal) -> list[tuple[Pool, 
 
 
 async def update_pool(
-    uow: UnitOfWork, principal: Principal, pool_id: str, body: dict[str, Any]
+    rt: Runtime, uow: UnitOfWork, principal: Principal, pool_id: str, body: dict[str, Any]
 ) -> Pool:
     access = await pool_access(uow.session, principal, pool_id, Action.POOL_MANAGE)
     pool = access.pool
@@ -134,6 +136,7 @@ async def update_pool(
         )
         for group in open_groups:
             group.due_at = group.window_end + settings.allowed_lateness
+    uow.after_commit(partial(forget_everywhere, rt, "pool", pool_id))
     return pool
 
 
@@ -145,6 +148,7 @@ async def delete_pool(rt: Runtime, uow: UnitOfWork, principal: Principal, pool_i
         await rt.blobs.delete_prefix(f"pools/{pool_id}/")
 
     uow.after_commit(_drop_blobs)
+    uow.after_commit(partial(forget_everywhere, rt, "pool", pool_id))
 
 
 async def list_members(

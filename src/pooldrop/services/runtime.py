@@ -15,6 +15,7 @@ from pooldrop.blobs import BlobStore, open_blob_store
 from pooldrop.bus import Bus, BusError, open_bus
 from pooldrop.clock import Clock, SystemClock
 from pooldrop.config import Settings, load_or_create_secret, redact_url
+from pooldrop.services.caches import Caches
 from pooldrop.services.passwords import Passwords
 from pooldrop.services.ratelimit import SlidingWindowLimiter
 from pooldrop.store.db import UnitOfWork, create_engine, session_factory, unit_of_work
@@ -22,6 +23,7 @@ from pooldrop.store.migrate import upgrade_async
 
 if TYPE_CHECKING:
     from pooldrop.services.hub import EventHub
+    from pooldrop.services.recorder import Recorder
 
 log = logging.getLogger("pooldrop")
 
@@ -47,6 +49,9 @@ class Runtime:
     read_engine: AsyncEngine | None = None
     read_sessions: async_sessionmaker[AsyncSession] | None = None
     hub: EventHub | None = field(default=None)
+    # Group commit of stored uploads; made on first use (see services/recorder.py).
+    recorder: Recorder | None = field(default=None)
+    caches: Caches = field(default_factory=Caches)
 
     def uow(self) -> AbstractAsyncContextManager[UnitOfWork]:
         return unit_of_work(self.sessions)

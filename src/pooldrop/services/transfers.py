@@ -46,6 +46,7 @@ from pooldrop.errors import (
 from pooldrop.services import uploads
 from pooldrop.services.ingest import StorageFailed, with_retries
 from pooldrop.services.principals import Principal
+from pooldrop.services.recorder import Outcome
 from pooldrop.services.runtime import Runtime
 from pooldrop.store.models import Transfer
 from pooldrop.store.types import new_id
@@ -287,7 +288,7 @@ class TransferWriter:
         except StorageFailed as exc:
             raise Unavailable("storage failed; resume this upload later") from exc
 
-    async def finish(self, principal: Principal) -> uploads.Outcome:
+    async def finish(self, principal: Principal) -> Outcome:
         """Send the complete transfer through the upload path; returns its outcome.
 
         A 4xx verdict (bad type, late, duplicate with other content...) ends the transfer: its

@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -37,9 +38,11 @@ from pooldrop.errors import (
 )
 from pooldrop.services import events, groups
 from pooldrop.services.access import pool_access
+from pooldrop.services.caches import Caches
 from pooldrop.services.ingest import Limits, StorageFailed, hash_stream, store_stream
 from pooldrop.services.pools import settings_of
 from pooldrop.services.principals import Principal
+from pooldrop.services.recorder import Outcome, Recorder, StoredUpload
 from pooldrop.services.runtime import Runtime
 from pooldrop.services.views import upload_view
 from pooldrop.store.models import Pool, Upload
@@ -81,16 +84,12 @@ class Prepared:
     replay: Upload | None = None
 
 
-@dataclass(frozen=True)
-class Outcome:
-    upload: Upload
-    created: bool  # False: an identical replay of a known client_upload_id
-
-
 async def prepare(rt: Runtime, principal: Principal, spec: UploadSpec) -> Prepared:
     """Every check that needs no body: access, fields, declared size, early lateness."""
     async with rt.read() as s:
-        access = await pool_access(s, principal, spec.pool_id, Action.UPLOAD_CREATE)
+        access = await pool_access(
+            s, principal, spec.pool_id, Action.UPLOAD_CREATE, caches=rt.caches
+        )
         settings = settings_of(access.pool)
         if spec.ts is None:
             raise ValidationFailed("ts is required (RFC 3339 or Unix seconds)")
@@ -116,11 +115,17 @@ async def prepare(rt: Runtime, principal: Principal, spec: UploadSpec) -> Prepar
                 )
             if spec.content_length == 0:
                 raise EmptyFile("the file is empty")
-        replay = await _find_replay(s, prepared)
-        if replay is None:
-            # Refuse a late upload before reading its body (the authoritative check is at commit).
-            await _placement(s, prepared, rt.clock.now())
-        return replace(prepared, replay=replay)
+        # Refuse a late upload before reading its body (the authoritative check is at commit,
+        # which also finds replays of uploads already on record).
+        try:
+            await _placement(s, prepared, rt.clock.now(), rt.caches)
+        except WindowClosed:
+            # ...unless it is the retry of an upload accepted before its window closed.
+            replay = await _find_replay(s, prepared)
+            if replay is None:
+                raise
+            return replace(prepared, replay=replay)
+        return prepared
 
 
 async def _find_replay(s: Any, p: Prepared) -> Upload | None:
@@ -136,10 +141,15 @@ async def _find_replay(s: Any, p: Prepared) -> Upload | None:
     return found
 
 
-async def _placement(s: Any, p: Prepared, now: datetime) -> Any:
+async def _placement(s: Any, p: Prepared, now: datetime, caches: Caches | None = None) -> Any:
     own = window_for(p.ts, p.settings.window, p.settings.window_offset)
     current = window_for(now, p.settings.window, p.settings.window_offset)
-    closed = await groups.closed_window_starts(s, p.pool.id, [own, current])
+    slot = (p.pool.id, min(own.start, current.start))
+    closed = caches.closed_windows.get(slot) if caches is not None else None
+    if closed is None:
+        closed = frozenset(await groups.closed_window_starts(s, p.pool.id, [own, current]))
+        if caches is not None:
+            caches.closed_windows[slot] = closed
 
     def group_open(w: Window) -> bool:
         return w.start not in closed
@@ -179,10 +189,25 @@ async def ingest(rt: Runtime, p: Prepared, body: AsyncIterable[bytes]) -> Outcom
         raise Unavailable(
             "storage failed after 3 attempts; the upload was not kept, send it again later"
         ) from exc
+    item = StoredUpload(p, upload_id, key, stored.size, stored.sha256)
+    outcome: Outcome = await _recorder(rt).record(item)
+    return outcome
+
+
+def _recorder(rt: Runtime) -> Recorder:
+    if rt.recorder is None:
+        rt.recorder = Recorder(rt, partial(_record_alone, rt), rt.blobs.delete)
+    return rt.recorder
+
+
+async def _record_alone(rt: Runtime, item: StoredUpload) -> Outcome:
+    """The per-upload path of the recorder: one transaction, every case handled."""
     try:
-        return await _record_stored(rt, p, upload_id, key, stored.size, stored.sha256)
+        return await _record_stored(
+            rt, item.prepared, item.upload_id, item.key, item.size, item.sha256
+        )
     except BaseException:
-        await rt.blobs.delete(key)
+        await rt.blobs.delete(item.key)
         raise
 
 
@@ -194,6 +219,12 @@ async def _record_stored(
             async with rt.uow() as uow:
                 s = uow.session
                 now = rt.clock.now()
+                # A replay is answered as such even if its window has closed since. A twin
+                # committing concurrently is caught by the unique index (IntegrityError below).
+                previous = await _find_replay(s, p)
+                if previous is not None and previous.status == "stored":
+                    await rt.blobs.delete(key)
+                    return _replay_outcome(previous, sha256)
                 placement = await _placement(s, p, now)
                 pool = await s.get(Pool, p.pool.id)
                 if pool is None:
@@ -202,12 +233,6 @@ async def _record_stored(
                 if group.state != GroupState.OPEN:
                     # Closed between our look and our lock: place again.
                     continue
-                # A concurrent twin with the same client_upload_id is caught by the unique
-                # index (IntegrityError below); only a known failed attempt needs a look here.
-                previous = await _find_replay(s, p) if p.replay is not None else None
-                if previous is not None and previous.status == "stored":
-                    await rt.blobs.delete(key)
-                    return _replay_outcome(previous, sha256)
                 if previous is not None:
                     # A retry of an upload that failed in storage: the row is reused.
                     await s.delete(previous)

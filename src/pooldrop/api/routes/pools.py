@@ -57,7 +57,9 @@ async def patch_pool(
     pool_id: str, body: PoolPatch, principal: PrincipalDep, rt: RuntimeDep
 ) -> dict[str, Any]:
     async with rt.uow() as uow:
-        pool = await pools.update_pool(uow, principal, pool_id, body.model_dump(exclude_unset=True))
+        pool = await pools.update_pool(
+            rt, uow, principal, pool_id, body.model_dump(exclude_unset=True)
+        )
     return pool_out(pool, PoolRole.ADMIN)
 
 
