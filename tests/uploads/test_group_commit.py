@@ -1,4 +1,4 @@
-"""Group commit (services/recorder.py): concurrent uploads share a transaction, each keeps its answer."""
+"""Group commit (services/recorder.py): concurrent uploads share a transaction, each its answer."""
 
 from __future__ import annotations
 
