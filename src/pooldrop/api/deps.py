@@ -18,6 +18,11 @@ def runtime(conn: HTTPConnection) -> Runtime:
     return rt
 
 
+async def _runtime(conn: HTTPConnection) -> Runtime:
+    # A coroutine on purpose: FastAPI runs plain-function dependencies in a worker thread.
+    return runtime(conn)
+
+
 def bearer_credential(conn: HTTPConnection) -> str | None:
     header = conn.headers.get("authorization")
     if header:
@@ -32,6 +37,9 @@ def bearer_credential(conn: HTTPConnection) -> str | None:
 async def authenticate_credential(rt: Runtime, credential: str | None) -> Principal:
     if not credential:
         raise Unauthenticated("authentication required")
+    cached = auth.cached_principal(rt, credential)
+    if cached is not None:
+        return cached
     async with rt.read() as session:
         return await auth.authenticate(rt, session, credential)
 
@@ -49,5 +57,5 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

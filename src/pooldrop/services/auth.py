@@ -186,22 +186,30 @@ def _key_id_from_secret(secret: str) -> str | None:
     return f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}"
 
 
-async def _authenticate_key(rt: Runtime, session: AsyncSession, secret: str) -> Principal:
-    key_id = _key_id_from_secret(secret)
-    if key_id is None:
-        raise Unauthenticated("unknown key")
-    presented = hash_secret(secret)
-    cached = rt.caches.keys.get(key_id)
-    if cached is not None and hmac.compare_digest(cached.secret_hash, presented):
+def cached_principal(rt: Runtime, credential: str) -> Principal | None:
+    """The key's principal from the process cache, without touching the database; else None."""
+    if not credential.startswith(KEY_PREFIX):
+        return None
+    key_id = _key_id_from_secret(credential)
+    cached = rt.caches.keys.get(key_id) if key_id else None
+    if cached is not None and hmac.compare_digest(cached.secret_hash, hash_secret(credential)):
         return cached.principal
+    return None
+
+
+async def _authenticate_key(rt: Runtime, session: AsyncSession, secret: str) -> Principal:
+    cached = cached_principal(rt, secret)
+    if cached is not None:
+        return cached
+    key_id = _key_id_from_secret(secret)
     generation = rt.caches.generation
-    key = await session.get(ApiKey, key_id)
-    if key is None or not hmac.compare_digest(key.secret_hash, presented):
+    key = await session.get(ApiKey, key_id) if key_id else None
+    if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
         raise Unauthenticated("unknown key")
     if key.revoked_at is not None:
         raise Unauthenticated("key revoked")
     principal = Principal(
         id=key.id, kind="key", pool_id=key.pool_id, pool_role=PoolRole(key.role), name=key.name
     )
-    rt.caches.put_key(key_id, CachedKey(key.secret_hash, principal), generation)
+    rt.caches.put_key(key.id, CachedKey(key.secret_hash, principal), generation)
     return principal

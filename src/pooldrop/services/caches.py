@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ from pooldrop.bus import BusError
 from pooldrop.services.principals import Principal
 
 if TYPE_CHECKING:
+    from pooldrop.domain.pools import PoolSettings
     from pooldrop.services.runtime import Runtime
     from pooldrop.store.models import Pool
 
@@ -52,6 +54,8 @@ class CachedKey:
 class Caches:
     keys: TTLCache[str, CachedKey] = field(default_factory=lambda: TTLCache(MAX_ENTRIES, KEY_TTL))
     pools: TTLCache[str, Pool] = field(default_factory=lambda: TTLCache(MAX_ENTRIES, POOL_TTL))
+    # The settings derived from a cached pool row, so they are not rebuilt per request.
+    settings: dict[int, tuple[Pool, PoolSettings]] = field(default_factory=dict)
     closed_windows: TTLCache[tuple[str, datetime], frozenset[object]] = field(
         default_factory=lambda: TTLCache(MAX_ENTRIES, CLOSED_WINDOWS_TTL)
     )
@@ -68,12 +72,25 @@ class Caches:
         if generation == self.generation:
             self.pools[pool.id] = pool
 
+    def settings_for(self, pool: Pool, derive: Callable[[Pool], PoolSettings]) -> PoolSettings:
+        """``derive(pool)`` (the pool's settings), computed once per cached pool object."""
+        found = self.settings.get(id(pool))
+        if found is not None and found[0] is pool:
+            return found[1]
+        settings = derive(pool)
+        if pool is self.pools.get(pool.id):
+            if len(self.settings) >= MAX_ENTRIES:
+                self.settings.clear()
+            self.settings[id(pool)] = (pool, settings)
+        return settings
+
     def forget(self, kind: str, ident: str) -> None:
         self.generation += 1
         if kind == "key":
             self.keys.pop(ident, None)
         elif kind == "pool":
             self.pools.pop(ident, None)
+            self.settings.clear()
             # Its keys are gone too when the pool was deleted.
             self.keys.clear()
         else:
@@ -81,6 +98,7 @@ class Caches:
 
     def clear(self) -> None:
         self.generation += 1
+        self.settings.clear()
         self.keys.clear()
         self.pools.clear()
         self.closed_windows.clear()

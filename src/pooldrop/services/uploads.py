@@ -90,7 +90,7 @@ async def prepare(rt: Runtime, principal: Principal, spec: UploadSpec) -> Prepar
         access = await pool_access(
             s, principal, spec.pool_id, Action.UPLOAD_CREATE, caches=rt.caches
         )
-        settings = settings_of(access.pool)
+        settings = rt.caches.settings_for(access.pool, settings_of)
         if spec.ts is None:
             raise ValidationFailed("ts is required (RFC 3339 or Unix seconds)")
         ts = parse_ts(spec.ts)
