@@ -8,6 +8,7 @@ and a batch re-sent after a dropped connection stores nothing twice (its ``clien
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pooldrop.errors import PooldropError, ValidationFailed
 from pooldrop.services import uploads
 from pooldrop.services.access import pool_access
 from pooldrop.services.principals import Principal
+from pooldrop.services.recorder import Outcome, abandon, settled
 from pooldrop.services.runtime import Runtime
 from pooldrop.store.models import Upload
 
@@ -94,7 +96,8 @@ def parse_manifest(raw: bytes, max_entries: int) -> list[Entry]:
 
 async def _store_one(
     rt: Runtime, principal: Principal, pool_id: str, entry: Entry, part: BatchPart
-) -> FileResult:
+) -> FileResult | asyncio.Future[Outcome]:
+    """Stream one file to storage: its result if it was refused, else its pending record."""
     try:
         spec = uploads.UploadSpec(
             pool_id=pool_id,
@@ -106,11 +109,20 @@ async def _store_one(
             expected_sha256=parse_sha256_hex(entry.sha256),
         )
         prepared = await uploads.prepare(rt, principal, spec)
-        outcome = await uploads.ingest(rt, prepared, part)
+        return await uploads.store(rt, prepared, part)
     except PooldropError as exc:
         return FileResult(entry.part, "rejected", error=exc)
+
+
+async def _result(part: str, pending: FileResult | asyncio.Future[Outcome]) -> FileResult:
+    if isinstance(pending, FileResult):
+        return pending
+    try:
+        outcome = await settled(pending)
+    except PooldropError as exc:
+        return FileResult(part, "rejected", error=exc)
     status: Literal["stored", "duplicate"] = "stored" if outcome.created else "duplicate"
-    return FileResult(entry.part, status, upload=outcome.upload)
+    return FileResult(part, status, upload=outcome.upload)
 
 
 async def ingest_batch(
@@ -129,20 +141,32 @@ async def ingest_batch(
         raise ValidationFailed("the first part must be the JSON 'manifest'")
     entries = parse_manifest(await first.read(MAX_MANIFEST_BYTES), rt.settings.max_request_files)
     by_part = {e.part: e for e in entries}
-    done: dict[str, FileResult] = {}
+    # Files are recorded while later ones stream (group commit), so results are collected last.
+    done: dict[str, FileResult | asyncio.Future[Outcome]] = {}
     strays: list[FileResult] = []
-    async for part in parts:
-        entry = by_part.get(part.name)
-        if entry is None or part.name in done:
-            if len(strays) >= len(entries):
-                raise ValidationFailed("too many parts that the manifest does not name")
-            why = "is not in the manifest" if entry is None else "was sent twice"
-            strays.append(
-                FileResult(part.name, "rejected", error=ValidationFailed(f"part {why}; skipped"))
-            )
-            continue
-        done[part.name] = await _store_one(rt, principal, pool_id, entry, part)
+    try:
+        async for part in parts:
+            entry = by_part.get(part.name)
+            if entry is None or part.name in done:
+                if len(strays) >= len(entries):
+                    raise ValidationFailed("too many parts that the manifest does not name")
+                why = "is not in the manifest" if entry is None else "was sent twice"
+                strays.append(
+                    FileResult(
+                        part.name, "rejected", error=ValidationFailed(f"part {why}; skipped")
+                    )
+                )
+                continue
+            done[part.name] = await _store_one(rt, principal, pool_id, entry, part)
+    except BaseException:
+        # The files stored so far are still recorded; nobody waits for their answers.
+        for pending in done.values():
+            if isinstance(pending, asyncio.Future):
+                abandon(pending)
+        raise
     missing = ValidationFailed("part missing: the request had no file for this entry")
-    return [done.get(e.part) or FileResult(e.part, "rejected", error=missing) for e in entries] + (
-        strays
-    )
+    results = [
+        await _result(e.part, done.get(e.part) or FileResult(e.part, "rejected", error=missing))
+        for e in entries
+    ]
+    return results + strays

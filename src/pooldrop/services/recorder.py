@@ -91,14 +91,16 @@ class Recorder:
     _task: asyncio.Task[None] | None = None
 
     async def record(self, item: StoredUpload) -> Outcome:
+        return await settled(self.submit(item))
+
+    def submit(self, item: StoredUpload) -> asyncio.Future[Outcome]:
+        """Queue ``item`` now; the future resolves once it is recorded (await it with `settled`)."""
         loop = asyncio.get_running_loop()
         waiting = _Waiting(item, loop.create_future())
         self._queue.append(waiting)
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._task = loop.create_task(self._drain(), name="pooldrop-recorder")
-        # Shielded: once queued, the upload is recorded (or its blob deleted) even if the client
-        # goes away, so a cancelled request can never leave a row without its bytes.
-        return await asyncio.shield(waiting.future)
+        return waiting.future
 
     async def _drain(self) -> None:
         while self._queue:
@@ -154,6 +156,17 @@ class Recorder:
                 alone += [w for w in together if w.item.identity in known]
                 together = [w for w in together if w.item.identity not in known]
         return together, alone
+
+
+async def settled(future: asyncio.Future[Outcome]) -> Outcome:
+    # Shielded: once queued, the upload is recorded (or its blob deleted) even if the client
+    # goes away, so a cancelled request can never leave a row without its bytes.
+    return await asyncio.shield(future)
+
+
+def abandon(future: asyncio.Future[Outcome]) -> None:
+    """Nobody will await ``future``: keep asyncio from reporting its exception as unretrieved."""
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 def _settle(

@@ -7,6 +7,7 @@ No database transaction is open while the body streams.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, replace
@@ -42,7 +43,7 @@ from pooldrop.services.caches import Caches
 from pooldrop.services.ingest import Limits, StorageFailed, hash_stream, store_stream
 from pooldrop.services.pools import settings_of
 from pooldrop.services.principals import Principal
-from pooldrop.services.recorder import Outcome, Recorder, StoredUpload
+from pooldrop.services.recorder import Outcome, Recorder, StoredUpload, settled
 from pooldrop.services.runtime import Runtime
 from pooldrop.services.views import upload_view
 from pooldrop.store.models import Pool, Upload
@@ -167,12 +168,23 @@ def _replay_outcome(existing: Upload, sha256: str) -> Outcome:
 
 async def ingest(rt: Runtime, p: Prepared, body: AsyncIterable[bytes]) -> Outcome:
     """Stream ``body`` into the pool. Returns the stored upload, or the first one on a replay."""
+    return await settled(await store(rt, p, body))
+
+
+async def store(rt: Runtime, p: Prepared, body: AsyncIterable[bytes]) -> asyncio.Future[Outcome]:
+    """Stream ``body`` to storage now; the returned future resolves once it is recorded.
+
+    A caller with more to stream (a batch) goes on while the upload waits for the group commit;
+    await the future with :func:`pooldrop.services.recorder.settled`.
+    """
     existing = p.replay
     if existing is not None and existing.status == "stored":
         size, sha256 = await hash_stream(body, p.settings.max_file_size)
         if size == 0:
             raise EmptyFile("the file is empty")
-        return _replay_outcome(existing, sha256)
+        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        done.set_result(_replay_outcome(existing, sha256))
+        return done
 
     upload_id = new_id()
     key = f"pools/{p.pool.id}/uploads/{upload_id}"
@@ -189,9 +201,7 @@ async def ingest(rt: Runtime, p: Prepared, body: AsyncIterable[bytes]) -> Outcom
         raise Unavailable(
             "storage failed after 3 attempts; the upload was not kept, send it again later"
         ) from exc
-    item = StoredUpload(p, upload_id, key, stored.size, stored.sha256)
-    outcome: Outcome = await _recorder(rt).record(item)
-    return outcome
+    return _recorder(rt).submit(StoredUpload(p, upload_id, key, stored.size, stored.sha256))
 
 
 def _recorder(rt: Runtime) -> Recorder:
