@@ -12,11 +12,12 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from pooldrop.blobs import FileSpan
@@ -66,6 +67,40 @@ async def _sendfile(transport: asyncio.Transport, file: BinaryIO, offset: int, c
 
 
 class ZeroCopyCycle(RequestResponseCycle):
+    """uvicorn's request cycle with the zero-copy extension and a request body kept as chunks.
+
+    uvicorn appends every chunk the parser hands over to a ``bytearray`` and copies that into a
+    new ``bytes`` for each ``http.request`` message. Here the chunks are kept as they came: a
+    message of one chunk (the usual case, since reading pauses above the high-water mark) is
+    passed on without any copy, several are joined once. ``body`` stays readable and assignable
+    as uvicorn's ``receive`` expects.
+    """
+
+    _chunks: list[bytes]
+    body_size: int
+
+    def _adopt(self) -> None:
+        """Turn uvicorn's fresh cycle (class swapped in place) into one of these."""
+        self.__dict__.pop("body", None)  # the class's property takes over from the bytearray
+        self._chunks = []
+        self.body_size = 0
+
+    def add_body(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self.body_size += len(chunk)
+
+    @property  # type: ignore[override]
+    def body(self) -> bytes:
+        chunks = self._chunks
+        if len(chunks) > 1:
+            chunks[:] = [b"".join(chunks)]
+        return chunks[0] if chunks else b""
+
+    @body.setter
+    def body(self, value: bytes | bytearray) -> None:
+        self._chunks = [bytes(value)] if value else []
+        self.body_size = len(value)
+
     async def send(self, message: Any) -> None:
         if message["type"] != EXTENSION:
             await super().send(message)
@@ -100,7 +135,22 @@ class ZeroCopyHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not None and type(self.cycle) is RequestResponseCycle:
             # Same fields, one more message type: swapping the class keeps uvicorn's own state.
-            self.cycle.__class__ = ZeroCopyCycle
+            cycle: RequestResponseCycle = self.cycle
+            cycle.__class__ = ZeroCopyCycle
+            cast(ZeroCopyCycle, cycle)._adopt()
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if not isinstance(cycle, ZeroCopyCycle):
+            super().on_body(body)
+            return
+        # As uvicorn's own on_body, minus the growing bytearray: chunks are kept as they are.
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cycle.add_body(body)
+        if cycle.body_size > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
 
 async def _send_file(

@@ -20,6 +20,7 @@ from pooldrop.blobs.base import (
     BlobStore,
     BlobWriter,
     FileSpan,
+    PieceBlobWriter,
     validate_key,
     validate_prefix,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "BlobStore",
     "BlobWriter",
     "FileSpan",
+    "PieceBlobWriter",
     "open_blob_store",
     "validate_key",
     "validate_prefix",

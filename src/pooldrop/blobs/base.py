@@ -22,11 +22,11 @@ import contextlib
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,16 @@ class BlobWriter(Protocol):
 
     async def abort(self) -> None:
         """Discard everything written. A no-op after ``commit`` or a previous ``abort``."""
+        ...
+
+
+@runtime_checkable
+class PieceBlobWriter(BlobWriter, Protocol):
+    """A writer that also takes a write as several pieces, sparing the caller a join (a copy of
+    every byte)."""
+
+    async def write_pieces(self, pieces: Sequence[bytes]) -> None:
+        """``write(b"".join(pieces))``, with the same rules on failure and retry."""
         ...
 
 

@@ -20,7 +20,8 @@ Because keys are paths, a key cannot also be a prefix of another key here (``a/b
 ``a/b/c``); writing the second fails with ``BlobError``.
 
 Blocking file I/O runs in worker threads (``asyncio.to_thread``), one hop per 256 KiB or more of
-writes and one per read chunk, never on the event loop.
+writes and one per read chunk, never on the event loop. A write given as pieces
+(``write_pieces``) goes out without joining them first, except runs of small ones.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ T = TypeVar("T")
 # Small writes are gathered up to this size so that a stream of tiny chunks costs one thread hop
 # per 256 KiB, not one per chunk.
 FLUSH_AT = 256 * 1024
+# Pieces smaller than this are joined before they are written: one syscall for a run of them.
+SMALL_PIECE = 64 * 1024
 
 Opener = Callable[[Path], BinaryIO]
 
@@ -71,6 +74,23 @@ def _write_all(f: BinaryIO, data: bytes) -> None:
         if not written:
             raise OSError("short write to staging file")
         view = view[written:]
+
+
+def _coalesce(pieces: Sequence[bytes]) -> list[bytes]:
+    """The pieces with every run of small ones joined into one."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    for piece in pieces:
+        if len(piece) < SMALL_PIECE:
+            run.append(piece)
+            continue
+        if run:
+            out.append(b"".join(run))
+            run = []
+        out.append(piece)
+    if run:
+        out.append(b"".join(run))
+    return out
 
 
 def _fsync_dir(path: Path) -> None:
@@ -117,27 +137,32 @@ class LocalBlobWriter:
             raise BlobError(f"writer for {self.key!r} is {self._state}")
 
     async def write(self, data: bytes) -> None:
+        await self.write_pieces((data,))
+
+    async def write_pieces(self, pieces: Sequence[bytes]) -> None:
         self._check_open()
-        if not data:
+        size = sum(map(len, pieces))
+        if not size:
             return
-        if self._pending_len + len(data) < FLUSH_AT:
-            self._pending.append(bytes(data))
-            self._pending_len += len(data)
-            self.bytes_written += len(data)
+        if self._pending_len + size < FLUSH_AT:
+            self._pending.extend(bytes(piece) for piece in pieces if piece)
+            self._pending_len += size
+            self.bytes_written += size
             return
-        pieces = [b"".join(self._pending), data] if self._pending else [data]
-        await _in_thread(f"writing blob {self.key!r}", self._write_sync, pieces, self._file_len)
-        self._file_len += self._pending_len + len(data)
+        batch = [*self._pending, *pieces]
+        await _in_thread(f"writing blob {self.key!r}", self._write_sync, batch, self._file_len)
+        self._file_len += self._pending_len + size
         self._pending.clear()
         self._pending_len = 0
-        self.bytes_written += len(data)
+        self.bytes_written += size
 
     async def commit(self) -> None:
         if self._state == "committed":
             return
         self._check_open()
-        pieces = [b"".join(self._pending)] if self._pending else []
-        await _in_thread(f"committing blob {self.key!r}", self._commit_sync, pieces, self._file_len)
+        await _in_thread(
+            f"committing blob {self.key!r}", self._commit_sync, list(self._pending), self._file_len
+        )
         self._file_len += self._pending_len
         self._pending.clear()
         self._pending_len = 0
@@ -171,7 +196,7 @@ class LocalBlobWriter:
     def _write_at(self, pieces: Sequence[bytes], offset: int) -> None:
         f = self._ensure_file()
         f.seek(offset)
-        for piece in pieces:
+        for piece in _coalesce(pieces):
             _write_all(f, piece)
         # Cuts off whatever a failed earlier attempt wrote past this point.
         f.truncate()

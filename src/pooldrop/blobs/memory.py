@@ -10,7 +10,7 @@ replaces any previous blob under the key in one step; ``abort`` drops them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from pooldrop.blobs.base import (
     DEFAULT_CHUNK_SIZE,
@@ -32,11 +32,15 @@ class MemoryBlobWriter:
         self._state = "open"
 
     async def write(self, data: bytes) -> None:
+        await self.write_pieces((data,))
+
+    async def write_pieces(self, pieces: Sequence[bytes]) -> None:
         if self._state != "open":
             raise BlobError(f"writer for {self.key!r} is {self._state}")
-        if data:
-            self._chunks.append(bytes(data))
-            self.bytes_written += len(data)
+        for piece in pieces:
+            if piece:
+                self._chunks.append(bytes(piece))
+                self.bytes_written += len(piece)
 
     async def commit(self) -> None:
         if self._state == "committed":
