@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterable
 import httpx
 import pytest
 
-from pooldrop.blobs import BlobError, BlobNotFound, BlobStore
+from pooldrop.blobs import BlobError, BlobNotFound, BlobStore, BlobWriter, PieceBlobWriter
 from tests.blobs.conftest import PART_SIZE, Backend
 
 MiB = 1024 * 1024
@@ -216,6 +216,64 @@ async def test_commit_is_retry_safe(backend: Backend) -> None:
         await writer.commit()
         assert writer.bytes_written == len(data)
         assert await read(store, "retry/commit") == data
+        assert await backend.leftovers(store) == 0
+
+
+def odd_batches(data: bytes, seed: int) -> list[list[bytes]]:
+    """``data`` cut into pieces of 1 byte to 700 kB, grouped 1 to 8 at a time."""
+    rng = random.Random(seed)
+    cut: list[bytes] = []
+    at = 0
+    while at < len(data):
+        size = rng.choice([1, 100, 4096, 65_535, 65_536, 300_001, 700_000])
+        cut.append(data[at : at + size])
+        at += size
+    batches: list[list[bytes]] = []
+    while cut:
+        take = rng.randint(1, 8)
+        batches.append(cut[:take])
+        cut = cut[take:]
+    return batches
+
+
+async def write_batch(writer: BlobWriter, batch: list[bytes]) -> None:
+    # The memory backend's faulty store wraps writers in a plain BlobWriter.
+    if isinstance(writer, PieceBlobWriter):
+        await writer.write_pieces(batch)
+    else:
+        await writer.write(b"".join(batch))
+
+
+async def test_write_pieces_is_a_write_of_the_joined_pieces(store: BlobStore) -> None:
+    data = payload(2 * PART_SIZE + 77_777, seed=9)
+    writer = store.writer("pieces/blob")
+    assert isinstance(writer, PieceBlobWriter)
+    await writer.write_pieces([])
+    await writer.write_pieces([b"", b""])
+    for batch in odd_batches(data, seed=9):
+        await writer.write_pieces(batch)
+    assert writer.bytes_written == len(data)
+    await writer.commit()
+    assert await read(store, "pieces/blob") == data
+
+
+async def test_write_pieces_is_retry_safe(backend: Backend) -> None:
+    store, faults = backend.open_faulty()
+    async with store:
+        data = payload(2 * PART_SIZE + 4_444, seed=10)
+        writer = store.writer("retry/pieces")
+        big = odd_batches(data, seed=10)
+        for i, batch in enumerate(big):
+            if i == len(big) // 2:
+                faults.arm_write()
+            try:
+                await write_batch(writer, batch)
+            except BlobError:
+                await write_batch(writer, batch)
+        assert faults.fired == 1
+        assert writer.bytes_written == len(data)
+        await writer.commit()
+        assert await read(store, "retry/pieces") == data
         assert await backend.leftovers(store) == 0
 
 

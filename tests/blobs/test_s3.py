@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import time
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -120,6 +122,27 @@ async def test_large_blobs_go_up_as_multipart_and_small_ones_in_one_put(
         assert (exact["e_tag"] or "").strip('"').endswith("-1")
         assert "-" not in (small["e_tag"] or "")
         assert large["size"] == 12 * MiB and small["size"] == MiB
+
+
+async def test_a_writer_holds_about_one_part_and_copies_none(s3_endpoint: str) -> None:
+    url = s3_url(s3_endpoint, BUCKET, f"t{uuid.uuid4().hex}", part_size="5MiB")
+    data = os.urandom(16 * MiB)
+    chunks = [data[i : i + 256 * 1024] for i in range(0, len(data), 256 * 1024)]
+    async with s3(url) as store:
+        writer = store.writer("big")
+        tracemalloc.start()
+        try:
+            for i in range(0, len(chunks), 4):
+                await writer.write_pieces(chunks[i : i + 4])
+            await writer.commit()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        # The chunks existed before; a part buffer or a copy of a part would be 5 MiB more.
+        assert peak < 2 * MiB, f"peak {peak / MiB:.1f} MiB"
+        assert hashlib.sha256(b"".join([c async for c in await store.open("big")])).digest() == (
+            hashlib.sha256(data).digest()
+        )
 
 
 async def test_ping_fails_fast_on_a_closed_port(clean_aws_env: None) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -58,6 +58,27 @@ def _parse(body: bytes, what: str) -> ET.Element:
         raise BlobError(f"{what}: unreadable answer from S3: {exc}") from exc
 
 
+def _sha256_hex(pieces: Sequence[bytes]) -> str:
+    digest = hashlib.sha256()
+    for piece in pieces:
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+class _Pieces:
+    """Request content sent piece by piece, never joined into one buffer.
+
+    Iterable again from the start (unlike a generator), so a resent request sends it all again.
+    """
+
+    def __init__(self, pieces: Sequence[bytes]) -> None:
+        self._pieces = pieces
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self._pieces:
+            yield piece
+
+
 class S3Api:
     def __init__(
         self,
@@ -91,7 +112,7 @@ class S3Api:
         method: str,
         key: str | None,
         params: Mapping[str, str],
-        body: bytes = b"",
+        body: bytes | Sequence[bytes] = b"",
         *,
         time_limit: float | None = None,
     ) -> httpx.Response:
@@ -99,11 +120,9 @@ class S3Api:
         if key is not None:
             path += "/" + uri_encode(key, keep_slash=True)
         query = canonical_query(params)
-        if body:
-            digest = await asyncio.to_thread(hashlib.sha256, body)
-            payload_hash = digest.hexdigest()
-        else:
-            payload_hash = EMPTY_SHA256
+        pieces = [body] if isinstance(body, bytes) else [p for p in body if p]
+        size = sum(map(len, pieces))
+        payload_hash = await asyncio.to_thread(_sha256_hex, pieces) if size else EMPTY_SHA256
         headers = sign(
             method=method,
             host=self._host,
@@ -115,11 +134,17 @@ class S3Api:
             now=datetime.now(UTC),
         )
         url = f"{self._scheme}://{self._host}{path}" + (f"?{query}" if query else "")
+        content: bytes | _Pieces = b""
+        if len(pieces) == 1:
+            content = pieces[0]
+        elif pieces:
+            content = _Pieces(pieces)
+            headers["content-length"] = str(size)  # not chunked: S3 wants the length up front
         try:
             response = await self._client.request(
                 method,
                 url,
-                content=body,
+                content=content,
                 headers=headers,
                 timeout=httpx.USE_CLIENT_DEFAULT if time_limit is None else time_limit,
             )
@@ -149,7 +174,10 @@ class S3Api:
             raise BlobError(f"{what}: S3 returned no UploadId")
         return upload_id
 
-    async def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+    async def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes | Sequence[bytes]
+    ) -> str:
+        """Upload one part; ``data`` may be the part's bytes in several pieces."""
         what = f"UploadPart {number} of {key}"
         params = {"partNumber": str(number), "uploadId": upload_id}
         response = await self._request(what, "PUT", key, params, data)

@@ -135,7 +135,7 @@ class BlobWriter(Protocol):
 @runtime_checkable
 class PieceBlobWriter(BlobWriter, Protocol):
     """A writer that also takes a write as several pieces, sparing the caller a join (a copy of
-    every byte)."""
+    every byte). The built-in backends are all such writers."""
 
     async def write_pieces(self, pieces: Sequence[bytes]) -> None:
         """``write(b"".join(pieces))``, with the same rules on failure and retry."""

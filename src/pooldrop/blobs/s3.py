@@ -12,7 +12,8 @@ Options:
     part_size          multipart part size, ``8MiB`` by default, ``5MiB`` (S3's minimum) to
                        ``5GiB``. A blob up to this size is sent in one PUT on commit; a larger one
                        as a multipart upload, part by part while it is written. A writer holds
-                       about two parts in memory at most (its buffer and the part in flight).
+                       about one part in memory at most: the bytes written since its last part
+                       was sent, as the pieces they came in (a part goes out without a copy).
     presign            ``1`` to hand out presigned GET URLs (so downloads can be redirected to the
                        bucket); ``0`` by default, since an internal endpoint is often unreachable
                        by clients.
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -108,13 +109,32 @@ def _vendor_errors(what: str, key: str) -> Iterator[None]:
         raise BlobError(f"{what} {key!r}: {_first_line(exc)}") from exc
 
 
+def _split(pieces: list[bytes], size: int) -> tuple[list[bytes], list[bytes]]:
+    """The first ``size`` bytes of ``pieces`` and the rest; only a piece cut in two is copied."""
+    head: list[bytes] = []
+    for i, piece in enumerate(pieces):
+        if len(piece) < size:
+            head.append(piece)
+            size -= len(piece)
+            continue
+        if len(piece) == size:
+            return [*head, piece], pieces[i + 1 :]
+        return [*head, piece[:size]], [piece[size:], *pieces[i + 1 :]]
+    raise ValueError("fewer bytes than asked for")
+
+
 class S3BlobWriter:
+    """Holds written bytes as the pieces they came in until a part is full, then sends that part
+    piece by piece: no byte is copied into a part buffer (the old cost: a growing buffer plus a
+    copy of every part)."""
+
     def __init__(self, store: S3BlobStore, key: str) -> None:
         self.key = key
         self.bytes_written = 0
         self._store = store
         self._object = store.object_key(key)
-        self._buf = bytearray()
+        self._held: list[bytes] = []
+        self._held_size = 0
         self._etags: list[str] = []
         self._upload_id: str | None = None
         self._state = "open"
@@ -125,59 +145,51 @@ class S3BlobWriter:
             raise BlobError(f"writer for {self.key!r} is {self._state}")
 
     async def write(self, data: bytes) -> None:
+        await self.write_pieces((data,))
+
+    async def write_pieces(self, pieces: Sequence[bytes]) -> None:
         self._check_open()
-        if not data:
+        size = sum(map(len, pieces))
+        if not size:
             return
         part_size = self._store.part_size
-        mark = len(self._buf)
-        self._buf += data
-        if len(self._buf) < part_size:
-            self.bytes_written += len(data)
-            return
+        # Built aside and kept only on success: a failed call leaves the writer as it was.
+        held = [*self._held, *(bytes(piece) for piece in pieces if piece)]
+        held_size = self._held_size + size
         parts_before = len(self._etags)
-        offset = 0
         try:
-            if self._upload_id is None:
-                self._upload_id = await self._store.api.create_multipart(self._object)
-            while len(self._buf) - offset >= part_size:
-                part = self._slice(offset, offset + part_size)
+            while held_size >= part_size:
+                if self._upload_id is None:
+                    self._upload_id = await self._store.api.create_multipart(self._object)
+                part, held = _split(held, part_size)
                 etag = await self._store.api.upload_part(
                     self._object, self._upload_id, len(self._etags) + 1, part
                 )
                 self._etags.append(etag)
-                offset += part_size
+                held_size -= part_size
         except BaseException:
             # Undo this call entirely; the retry resends these parts under the same numbers,
             # which S3 treats as replacing them.
             del self._etags[parts_before:]
-            del self._buf[mark:]
             raise
-        del self._buf[:offset]
-        self.bytes_written += len(data)
-
-    def _slice(self, start: int, stop: int) -> bytes:
-        view = memoryview(self._buf)[start:stop]
-        try:
-            return bytes(view)
-        finally:
-            view.release()  # the buffer cannot be resized while a view of it is alive
+        self._held, self._held_size = held, held_size
+        self.bytes_written += size
 
     async def commit(self) -> None:
         if self._state == "committed":
             return
         self._check_open()
         if self._upload_id is None:
+            data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
             with _vendor_errors("uploading", self.key):
-                await obstore.put_async(
-                    self._store.store, self.key, bytes(self._buf), use_multipart=False
-                )
+                await obstore.put_async(self._store.store, self.key, data, use_multipart=False)
         else:
-            if self._buf:
+            if self._held:
                 etag = await self._store.api.upload_part(
-                    self._object, self._upload_id, len(self._etags) + 1, bytes(self._buf)
+                    self._object, self._upload_id, len(self._etags) + 1, self._held
                 )
                 self._etags.append(etag)
-                self._buf = bytearray()
+                self._held, self._held_size = [], 0
             retried, self._complete_sent = self._complete_sent, True
             try:
                 await self._store.api.complete_multipart(self._object, self._upload_id, self._etags)
@@ -185,7 +197,7 @@ class S3BlobWriter:
                 # A completion whose answer was lost has finished: S3 forgets the upload id.
                 if not (retried and exc.status == 404 and await self._landed()):
                     raise
-        self._buf = bytearray()
+        self._held, self._held_size = [], 0
         self._state = "committed"
 
     async def _landed(self) -> bool:
@@ -198,7 +210,7 @@ class S3BlobWriter:
         if self._state == "committed":
             return
         self._state = "aborted"
-        self._buf = bytearray()
+        self._held, self._held_size = [], 0
         if self._upload_id is not None:
             await self._store.api.abort_multipart(self._object, self._upload_id)
             self._upload_id = None
