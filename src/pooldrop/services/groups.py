@@ -7,9 +7,9 @@ request gets there first wins, the others see zero rows and move on.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pooldrop.domain.groups import GroupState, Trigger, quorum_reached
 from pooldrop.domain.windows import Window
 from pooldrop.services import events
+from pooldrop.services.caches import Caches
 from pooldrop.services.runtime import Runtime
 from pooldrop.services.views import group_view
 from pooldrop.store.db import UnitOfWork
@@ -24,6 +25,8 @@ from pooldrop.store.models import Group, GroupContributor, Pool
 from pooldrop.store.types import new_id
 
 DUE_BATCH = 200
+GROUPS = cast(Table, Group.__table__)
+CONTRIBUTORS = cast(Table, GroupContributor.__table__)
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -69,10 +72,18 @@ async def group_for_window(rt: Runtime, uow: UnitOfWork, pool: Pool, window: Win
 
 
 async def closed_window_starts(
-    session: AsyncSession, pool_id: str, windows: list[Window]
-) -> set[object]:
-    """Which of these windows (and any later one) already have a group that is not open."""
+    session: AsyncSession, pool_id: str, windows: list[Window], caches: Caches | None = None
+) -> frozenset[object]:
+    """Which of these windows (and any later one) already have a group that is not open.
+
+    With ``caches`` the answer may be a second old: it may miss a window that closed since, never
+    list an open one (a window does not reopen). Callers then rely on ``count_uploads``'s check.
+    """
     earliest = min(w.start for w in windows)
+    slot = (pool_id, earliest)
+    cached = caches.closed_windows.get(slot) if caches is not None else None
+    if cached is not None:
+        return cached
     rows = await session.scalars(
         select(Group.window_start).where(
             Group.pool_id == pool_id,
@@ -80,37 +91,58 @@ async def closed_window_starts(
             Group.window_start >= earliest,
         )
     )
-    return set(rows.all())
+    closed = frozenset(rows.all())
+    if caches is not None:
+        caches.closed_windows[slot] = closed
+    return closed
 
 
-async def add_upload(
-    rt: Runtime, uow: UnitOfWork, pool: Pool, group: Group, uploader_id: str, size: int
-) -> None:
-    """Count an upload into its (locked, open) group; fire the quorum trigger when reached."""
-    await add_uploads(rt, uow, pool, group, [uploader_id], size)
+async def count_uploads(
+    rt: Runtime, uow: UnitOfWork, pool: Pool, window: Window, uploader_ids: list[str], size: int
+) -> str | None:
+    """Count uploads (one per entry of ``uploader_ids``, ``size`` bytes in all) into the window's
+    group, made if missing, and fire the quorum trigger when it is reached. Returns the group's id,
+    or None when the group is not open (the uploads must be placed again).
 
-
-async def add_uploads(
-    rt: Runtime,
-    uow: UnitOfWork,
-    pool: Pool,
-    group: Group,
-    uploader_ids: list[str],
-    size: int,
-) -> None:
-    """Count uploads (one per entry of ``uploader_ids``, ``size`` bytes in all) into their
-    (locked, open) group; fire the quorum trigger when reached."""
-    s = uow.session
-    added = await s.execute(
-        _insert(s)(GroupContributor)
-        .values([{"group_id": group.id, "uploader_id": u} for u in dict.fromkeys(uploader_ids)])
+    The counting ``UPDATE ... WHERE state = 'open'`` is also the authoritative open check, and it
+    locks the group row until commit, so a trigger cannot close it under these uploads.
+    """
+    conn = await uow.session.connection()
+    bump = (
+        update(GROUPS)
+        .where(
+            GROUPS.c.pool_id == pool.id,
+            GROUPS.c.window_start == window.start,
+            GROUPS.c.state == GroupState.OPEN,
+        )
+        .values(file_count=GROUPS.c.file_count + len(uploader_ids), bytes=GROUPS.c.bytes + size)
+        .returning(GROUPS.c.id)
+    )
+    group_id = (await conn.execute(bump)).scalar()
+    if group_id is None:
+        group = await group_for_window(rt, uow, pool, window)
+        if group.state != GroupState.OPEN:
+            return None
+        group_id = (await conn.execute(bump)).scalar_one()
+    added = await conn.execute(
+        _insert(uow.session)(CONTRIBUTORS)
+        .values([{"group_id": group_id, "uploader_id": u} for u in dict.fromkeys(uploader_ids)])
         .on_conflict_do_nothing(index_elements=["group_id", "uploader_id"])
     )
-    group.file_count += len(uploader_ids)
-    group.bytes += size
-    group.contributors += added.rowcount  # type: ignore[attr-defined]
-    if quorum_reached(group.contributors, pool.min_contributors):
-        await mark_ready(rt, uow, group, Trigger.QUORUM)
+    if added.rowcount:
+        contributors = (
+            await conn.execute(
+                update(GROUPS)
+                .where(GROUPS.c.id == group_id)
+                .values(contributors=GROUPS.c.contributors + added.rowcount)
+                .returning(GROUPS.c.contributors)
+            )
+        ).scalar_one()
+        if quorum_reached(contributors, pool.min_contributors):
+            ready = await uow.session.get(Group, group_id, populate_existing=True)
+            assert ready is not None
+            await mark_ready(rt, uow, ready, Trigger.QUORUM)
+    return str(group_id)
 
 
 async def mark_ready(rt: Runtime, uow: UnitOfWork, group: Group, trigger: Trigger) -> bool:

@@ -23,14 +23,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, insert, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pooldrop.domain.groups import GroupState, Placement, place_upload
+from pooldrop.domain.groups import Placement, place_upload
 from pooldrop.domain.windows import Window, window_for
 from pooldrop.errors import PooldropError
 from pooldrop.services import events, groups
 from pooldrop.services.runtime import Runtime
 from pooldrop.services.views import upload_view
-from pooldrop.store.models import Pool, Upload
+from pooldrop.store.models import Upload
 
 if TYPE_CHECKING:
     from pooldrop.services.uploads import Prepared
@@ -115,7 +116,7 @@ class Recorder:
                 log.exception("recording a batch of %d uploads failed", len(batch))
 
     async def _record_batch(self, batch: list[_Waiting]) -> None:
-        together, alone = await self._split(batch)
+        together, alone = self._split(batch)
         if together:
             try:
                 outcomes = await record_together(self.rt, [w.item for w in together])
@@ -137,8 +138,10 @@ class Recorder:
             else:
                 _settle(w.future, outcome)
 
-    async def _split(self, batch: list[_Waiting]) -> tuple[list[_Waiting], list[_Waiting]]:
-        """Uploads that can go into one transaction, and those that need the per-upload path."""
+    @staticmethod
+    def _split(batch: list[_Waiting]) -> tuple[list[_Waiting], list[_Waiting]]:
+        """Uploads that can go into one transaction, and those that need the per-upload path:
+        retries of a failed attempt, and twins (one ``client_upload_id``) after the first."""
         together: list[_Waiting] = []
         alone: list[_Waiting] = []
         seen: set[tuple[str, str, str]] = set()
@@ -150,11 +153,6 @@ class Recorder:
             if identity is not None:
                 seen.add(identity)
             together.append(w)
-        if seen:
-            known = await _known_identities(self.rt, seen)
-            if known:
-                alone += [w for w in together if w.item.identity in known]
-                together = [w for w in together if w.item.identity not in known]
         return together, alone
 
 
@@ -184,97 +182,92 @@ def _settle(
 
 
 async def _known_identities(
-    rt: Runtime, identities: Iterable[tuple[str, str, str]]
-) -> set[tuple[str, str, str]]:
-    """Which ``(pool, uploader, client_upload_id)`` already have a row (replays, in one query)."""
-    columns = (Upload.pool_id, Upload.uploader_id, Upload.client_upload_id)
-    async with rt.read() as s:
-        rows = await s.execute(select(*columns).where(tuple_(*columns).in_(list(identities))))
-        return {(r[0], r[1], str(r[2])) for r in rows}
+    conn: AsyncConnection, identities: Iterable[tuple[str, str, str]]
+) -> bool:
+    """Whether any ``(pool, uploader, client_upload_id)`` already has a row (a replay)."""
+    columns = (UPLOADS.c.pool_id, UPLOADS.c.uploader_id, UPLOADS.c.client_upload_id)
+    found = await conn.execute(select(columns[0]).where(tuple_(*columns).in_(list(identities))))
+    return found.first() is not None
 
 
 async def record_together(rt: Runtime, items: list[StoredUpload]) -> list[Outcome | PooldropError]:
     """Record ``items`` in one transaction. Per upload: its outcome, or why it was refused
-    (a late upload under the ``reject`` policy), in which case nothing of it was written."""
+    (a late upload under the ``reject`` policy), in which case nothing of it was written.
+
+    Raises (and writes nothing) when any upload is not a plain new one after all: a replay, a
+    window closed under it, a deleted pool. The caller then records them one by one.
+    """
     results: list[Outcome | PooldropError | None] = []
     async with rt.uow() as uow:
         s = uow.session
+        conn = await s.connection()
+        identities = [i.identity for i in items if i.identity is not None]
+        if identities and await _known_identities(conn, identities):
+            raise _Contended("a replay of an upload on record")
         now = rt.clock.now()
-        pools: dict[str, Pool] = {}
-        closed: dict[str, set[object]] = {}
-        for pool_id in {i.prepared.pool.id for i in items}:
-            pool = await s.get(Pool, pool_id)
-            if pool is None:
-                raise _Contended("a pool was deleted")
-            pools[pool_id] = pool
-            mine = [i.prepared for i in items if i.prepared.pool.id == pool_id]
-            closed[pool_id] = await groups.closed_window_starts(
-                s, pool_id, [_window(p, p.ts) for p in mine] + [_window(mine[0], now)]
-            )
-        placed: list[tuple[StoredUpload, Placement]] = []
+        by_window: dict[tuple[str, datetime], list[StoredUpload]] = {}
+        placements: dict[str, Placement] = {}
         for item in items:
-            shut = closed[item.prepared.pool.id]
+            p = item.prepared
+            # Placed against the cached closed windows; count_uploads checks the chosen one.
+            closed = await groups.closed_window_starts(
+                s, p.pool.id, [_window(p, p.ts), _window(p, now)], rt.caches
+            )
             try:
-                placement = place_upload(
-                    item.prepared.ts,
-                    now,
-                    item.prepared.settings,
-                    lambda w, shut=shut: w.start not in shut,  # type: ignore[misc]
-                )
+                placement = place_upload(p.ts, now, p.settings, _open_unless(closed))
             except PooldropError as exc:
                 results.append(exc)
                 continue
-            placed.append((item, placement))
             results.append(None)
+            placements[item.upload_id] = placement
+            by_window.setdefault((p.pool.id, placement.window.start), []).append(item)
 
-        by_group: dict[tuple[str, datetime], list[Upload]] = {}
         rows: list[dict[str, Any]] = []
-        outcomes: list[Outcome] = []
-        group_of: dict[tuple[str, datetime], Any] = {}
-        for item, placement in placed:
-            p = item.prepared
-            slot = (p.pool.id, placement.window.start)
-            group = group_of.get(slot)
-            if group is None:
-                group = await groups.group_for_window(rt, uow, pools[p.pool.id], placement.window)
-                if group.state != GroupState.OPEN:
-                    raise _Contended("a window closed while its uploads were placed")
-                group_of[slot] = group
-            values = _row(item, placement, group.id, now)
-            upload = Upload(**values)
-            by_group.setdefault(slot, []).append(upload)
-            rows.append({**values, "metadata": values.pop("metadata_")})
-            outcomes.append(Outcome(upload=upload, created=True))
-        if rows:
-            conn = await s.connection()
-            await conn.execute(insert(UPLOADS), rows)
-        for slot, uploads in by_group.items():
-            await groups.add_uploads(
+        stored: dict[str, list[Upload]] = {}
+        for mine in by_window.values():
+            p = mine[0].prepared
+            window = placements[mine[0].upload_id].window
+            group_id = await groups.count_uploads(
                 rt,
                 uow,
-                pools[slot[0]],
-                group_of[slot],
-                [u.uploader_id for u in uploads],
-                sum(u.size for u in uploads),
+                p.pool,
+                window,
+                [i.prepared.principal.id for i in mine],
+                sum(i.size for i in mine),
             )
-        for pool_id in pools:
-            mine_up = [o.upload for o in outcomes if o.upload.pool_id == pool_id]
-            if mine_up:
-                await events.record_many(
-                    rt,
-                    uow,
-                    pool_id,
-                    [(events.UPLOAD_STORED, upload_view(u), u.uploader_id) for u in mine_up],
-                )
-    done = iter(outcomes)
-    return [r if r is not None else next(done) for r in results]
+            if group_id is None:
+                raise _Contended("a window closed while its uploads were placed")
+            for item in mine:
+                values = upload_row(item, placements[item.upload_id], group_id, now)
+                stored.setdefault(p.pool.id, []).append(Upload(**values))
+                rows.append({**values, "metadata": values.pop("metadata_")})
+        if rows:
+            await conn.execute(insert(UPLOADS), rows)
+        for pool_id, uploads in stored.items():
+            await events.record_many(
+                rt,
+                uow,
+                pool_id,
+                [(events.UPLOAD_STORED, upload_view(u), u.uploader_id) for u in uploads],
+            )
+    outcomes = {u.id: u for uploads in stored.values() for u in uploads}
+    return [
+        r if r is not None else Outcome(upload=outcomes[item.upload_id], created=True)
+        for r, item in zip(results, items, strict=True)
+    ]
+
+
+def _open_unless(closed: frozenset[object]) -> Callable[[Window], bool]:
+    return lambda w: w.start not in closed
 
 
 def _window(p: Any, at: datetime) -> Window:
     return window_for(at, p.settings.window, p.settings.window_offset)
 
 
-def _row(item: StoredUpload, placement: Placement, group_id: str, now: datetime) -> dict[str, Any]:
+def upload_row(
+    item: StoredUpload, placement: Placement, group_id: str, now: datetime
+) -> dict[str, Any]:
     p = item.prepared
     return {
         "id": item.upload_id,

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from pooldrop.domain.groups import GroupState, place_upload
+from pooldrop.domain.groups import place_upload
 from pooldrop.domain.pools import PoolSettings
 from pooldrop.domain.roles import Action
 from pooldrop.domain.timestamps import check_not_future, parse_ts
@@ -43,7 +43,7 @@ from pooldrop.services.caches import Caches
 from pooldrop.services.ingest import Limits, StorageFailed, hash_stream, store_stream
 from pooldrop.services.pools import settings_of
 from pooldrop.services.principals import Principal
-from pooldrop.services.recorder import Outcome, Recorder, StoredUpload, settled
+from pooldrop.services.recorder import Outcome, Recorder, StoredUpload, settled, upload_row
 from pooldrop.services.runtime import Runtime
 from pooldrop.services.views import upload_view
 from pooldrop.store.models import Pool, Upload
@@ -145,12 +145,7 @@ async def _find_replay(s: Any, p: Prepared) -> Upload | None:
 async def _placement(s: Any, p: Prepared, now: datetime, caches: Caches | None = None) -> Any:
     own = window_for(p.ts, p.settings.window, p.settings.window_offset)
     current = window_for(now, p.settings.window, p.settings.window_offset)
-    slot = (p.pool.id, min(own.start, current.start))
-    closed = caches.closed_windows.get(slot) if caches is not None else None
-    if closed is None:
-        closed = frozenset(await groups.closed_window_starts(s, p.pool.id, [own, current]))
-        if caches is not None:
-            caches.closed_windows[slot] = closed
+    closed = await groups.closed_window_starts(s, p.pool.id, [own, current], caches)
 
     def group_open(w: Window) -> bool:
         return w.start not in closed
@@ -239,37 +234,19 @@ async def _record_stored(
                 pool = await s.get(Pool, p.pool.id)
                 if pool is None:
                     raise WindowClosed("the pool was deleted")
-                group = await groups.group_for_window(rt, uow, pool, placement.window)
-                if group.state != GroupState.OPEN:
-                    # Closed between our look and our lock: place again.
-                    continue
                 if previous is not None:
                     # A retry of an upload that failed in storage: the row is reused.
                     await s.delete(previous)
                     await s.flush()
-                upload = Upload(
-                    id=upload_id,
-                    pool_id=pool.id,
-                    group_id=group.id,
-                    uploader_id=p.principal.id,
-                    uploader_kind=p.principal.kind,
-                    client_upload_id=p.client_upload_id,
-                    name=p.name,
-                    ts=p.ts,
-                    received_at=now,
-                    size=size,
-                    sha256=sha256,
-                    content_type=p.content_type,
-                    metadata_=p.metadata,
-                    status="stored",
-                    blob_key=key,
-                    window_start=placement.window.start,
-                    window_end=placement.window.end,
-                    late=placement.late,
+                stored = StoredUpload(p, upload_id, key, size, sha256)
+                group_id = await groups.count_uploads(
+                    rt, uow, pool, placement.window, [p.principal.id], size
                 )
+                if group_id is None:
+                    continue  # closed between our look and our lock: place again
+                upload = Upload(**upload_row(stored, placement, group_id, now))
                 s.add(upload)
                 await s.flush()
-                await groups.add_upload(rt, uow, pool, group, p.principal.id, size)
                 await events.record(
                     rt,
                     uow,
