@@ -325,3 +325,53 @@ async def test_tus_started_on_a_resumes_on_b(world: World) -> None:
     upload_id = rest.headers["Pooldrop-Upload-Id"]
     got = await world.a.get(f"/api/v1/pools/{world.pool_id}/uploads/{upload_id}/content")
     assert got.status_code == 200 and got.content == data
+
+
+async def test_revoking_on_a_ends_a_key_cached_on_b_at_once(world: World) -> None:
+    """Nodes cache keys and pools for a few seconds; a change through one node reaches the
+    others' caches over the bus, well before the cache's TTL."""
+    now = datetime.now(UTC)
+    await _upload(world.b, world, now)  # B has now cached the contributor key and the pool
+    key_id = next(
+        k["key_id"]
+        for k in (await world.a.get(f"/api/v1/pools/{world.pool_id}/keys")).json()["items"]
+        if k["name"] == "c"
+    )
+    started = time.monotonic()
+    revoked = await world.a.delete(f"/api/v1/pools/{world.pool_id}/keys/{key_id}")
+    assert revoked.status_code == 204, revoked.text
+    while True:
+        r = await world.b.post(
+            f"/api/v1/pools/{world.pool_id}/uploads",
+            params={"ts": now.isoformat(), "name": "f.bin"},
+            content=b"after revoke",
+            headers=_auth(world.contributor_secret),
+        )
+        if r.status_code == 401:
+            break
+        assert r.status_code == 201, r.text
+        assert time.monotonic() - started < 1.0, "B kept accepting a key revoked on A"
+        await asyncio.sleep(0.02)
+    # A pool change through B applies on A at once: A had the pool cached with a larger limit.
+    fresh = (
+        await world.a.post(
+            f"/api/v1/pools/{world.pool_id}/keys", json={"name": "c2", "role": "contributor"}
+        )
+    ).json()["secret"]
+    w2 = World(world.a, world.b, world.pool_id, fresh, world.aggregator_secret)
+    await _upload(world.a, w2, now, b"x" * 100)
+    patched = await world.b.patch(f"/api/v1/pools/{world.pool_id}", json={"max_file_size": 10})
+    assert patched.status_code == 200, patched.text
+    started = time.monotonic()
+    while True:
+        r = await world.a.post(
+            f"/api/v1/pools/{world.pool_id}/uploads",
+            params={"ts": now.isoformat(), "name": "f.bin"},
+            content=b"x" * 100,
+            headers=_auth(fresh),
+        )
+        if r.status_code == 413:
+            break
+        assert r.status_code == 201, r.text
+        assert time.monotonic() - started < 1.0, "A kept the pool's old size limit"
+        await asyncio.sleep(0.02)
