@@ -51,7 +51,7 @@ class LiveServer:
 async def live_server(
     settings: Settings, clock: FakeClock, **app_kw: Any
 ) -> AsyncIterator[LiveServer]:
-    app = create_app(settings, clock=clock, run_scheduler=False, **app_kw)
+    app = create_app(settings, clock=clock, run_scheduler=False, freeze_gc=False, **app_kw)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",

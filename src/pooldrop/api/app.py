@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from pooldrop import __version__, web
 from pooldrop.api import problems, ws
+from pooldrop.api.gc_tuning import tune_gc
 from pooldrop.api.routes import (
     admin,
     auth,
@@ -41,11 +42,13 @@ def create_app(
     blobs: BlobStore | None = None,
     bus: Bus | None = None,
     run_scheduler: bool = True,
+    freeze_gc: bool = True,
 ) -> FastAPI:
     """Build the app. Backends are opened when it starts, not here.
 
     Tests inject a fake ``clock``, a ``blobs`` store or a ``bus``, and may turn the background
-    scheduler off to drive ``app.state.scheduler.run_once()`` themselves.
+    scheduler off to drive ``app.state.scheduler.run_once()`` themselves, and keep the garbage
+    collector as it is (``freeze_gc``) when many apps share one process.
     """
     settings = settings or Settings()
 
@@ -64,6 +67,9 @@ def create_app(
         app.state.scheduler = scheduler
         if run_scheduler:
             scheduler.start()
+        if freeze_gc:
+            # Start-up is over: what exists now lives as long as the process (api/gc_tuning.py).
+            tune_gc()
         try:
             yield
         finally:
