@@ -178,16 +178,39 @@ async def store_stream(
     blobs: BlobStore, key: str, body: AsyncIterable[bytes], limits: Limits, backoff: float
 ) -> Stored:
     """Stream ``body`` to ``key``; the blob becomes visible only if every check passed."""
+    return await (await receive_stream(blobs, key, body, limits, backoff)).finish()
+
+
+class Received:
+    """A body read to its end, not yet checked as a whole nor made durable: ``finish()`` does
+    that (digest check, fsync, commit). A caller with more to read can go on meanwhile."""
+
+    def __init__(self, sink: _Sink) -> None:
+        self._sink = sink
+
+    async def finish(self) -> Stored:
+        try:
+            return await self._sink.finish()
+        except BaseException:
+            await self._sink.cancel()
+            await self._sink.writer.abort()
+            raise
+
+
+async def receive_stream(
+    blobs: BlobStore, key: str, body: AsyncIterable[bytes], limits: Limits, backoff: float
+) -> Received:
+    """Read ``body`` to its end into a new blob at ``key``, checking size and type on the way."""
     writer = blobs.writer(key)
     sink = _Sink(writer, limits, backoff)
     try:
         async for chunk in body:
             await sink.feed(chunk)
-        return await sink.finish()
     except BaseException:
         await sink.cancel()
         await writer.abort()
         raise
+    return Received(sink)
 
 
 async def hash_stream(body: AsyncIterable[bytes], max_size: int) -> tuple[int, str]:

@@ -40,7 +40,7 @@ from pooldrop.errors import (
 from pooldrop.services import events, groups
 from pooldrop.services.access import pool_access
 from pooldrop.services.caches import Caches
-from pooldrop.services.ingest import Limits, StorageFailed, hash_stream, store_stream
+from pooldrop.services.ingest import Limits, Received, StorageFailed, hash_stream, receive_stream
 from pooldrop.services.pools import settings_of
 from pooldrop.services.principals import Principal
 from pooldrop.services.recorder import Outcome, Recorder, StoredUpload, settled, upload_row
@@ -190,13 +190,33 @@ async def store(rt: Runtime, p: Prepared, body: AsyncIterable[bytes]) -> asyncio
         expected_sha256=p.expected_sha256,
     )
     try:
-        stored = await store_stream(rt.blobs, key, body, limits, rt.settings.storage_retry_backoff)
+        received = await receive_stream(
+            rt.blobs, key, body, limits, rt.settings.storage_retry_backoff
+        )
     except StorageFailed as exc:
-        await _record_failure(rt, p, upload_id, str(exc))
-        raise Unavailable(
-            "storage failed after 3 attempts; the upload was not kept, send it again later"
-        ) from exc
-    return _recorder(rt).submit(StoredUpload(p, upload_id, key, stored.size, stored.sha256))
+        raise await _storage_failed(rt, p, upload_id, exc) from exc
+    # The body is read: making it durable and recording it need not hold up the caller's stream.
+    return asyncio.ensure_future(_finish(rt, p, upload_id, key, received))
+
+
+async def _finish(
+    rt: Runtime, p: Prepared, upload_id: str, key: str, received: Received
+) -> Outcome:
+    try:
+        stored = await received.finish()
+    except StorageFailed as exc:
+        raise await _storage_failed(rt, p, upload_id, exc) from exc
+    item = StoredUpload(p, upload_id, key, stored.size, stored.sha256)
+    return await settled(_recorder(rt).submit(item))
+
+
+async def _storage_failed(
+    rt: Runtime, p: Prepared, upload_id: str, exc: StorageFailed
+) -> Unavailable:
+    await _record_failure(rt, p, upload_id, str(exc))
+    return Unavailable(
+        "storage failed after 3 attempts; the upload was not kept, send it again later"
+    )
 
 
 def _recorder(rt: Runtime) -> Recorder:
