@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, update
+from sqlalchemy import Table, bindparam, insert, update
 
 from pooldrop.domain.timestamps import format_ts
 from pooldrop.services.runtime import Runtime
@@ -25,6 +25,13 @@ GROUP_FAILED = "group.failed"
 RESULT_PUBLISHED = "result.published"
 
 EVENTS = cast(Table, Event.__table__)
+POOLS = cast(Table, Pool.__table__)
+_TAKE_SEQS = (
+    update(POOLS)
+    .where(POOLS.c.id == bindparam("b_pool"))
+    .values(event_seq=POOLS.c.event_seq + bindparam("b_n"))
+    .returning(POOLS.c.event_seq)
+)
 
 EVENT_TYPES = (
     UPLOAD_STORED,
@@ -78,13 +85,7 @@ async def record_many(
 
 async def _take_seqs(uow: UnitOfWork, pool_id: str, n: int) -> int:
     """Reserve ``n`` sequence numbers of the pool's log; returns the last one."""
-    seq = await uow.session.scalar(
-        update(Pool)
-        .where(Pool.id == pool_id)
-        .values(event_seq=Pool.event_seq + n)
-        .returning(Pool.event_seq)
-        .execution_options(synchronize_session=False)
-    )
+    seq = await uow.session.scalar(_TAKE_SEQS, {"b_pool": pool_id, "b_n": n})
     assert seq is not None, f"pool {pool_id} vanished mid-transaction"
     return int(seq)
 

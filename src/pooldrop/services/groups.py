@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +27,27 @@ from pooldrop.store.types import new_id
 DUE_BATCH = 200
 GROUPS = cast(Table, Group.__table__)
 CONTRIBUTORS = cast(Table, GroupContributor.__table__)
+
+# Hot statements, built once (building and cache-keying them per call was a visible cost).
+_COUNT_INTO_OPEN = (
+    update(GROUPS)
+    .where(
+        GROUPS.c.pool_id == bindparam("b_pool"),
+        GROUPS.c.window_start == bindparam("b_start"),
+        GROUPS.c.state == GroupState.OPEN,
+    )
+    .values(
+        file_count=GROUPS.c.file_count + bindparam("b_files"),
+        bytes=GROUPS.c.bytes + bindparam("b_bytes"),
+    )
+    .returning(GROUPS.c.id)
+)
+_ADD_CONTRIBUTORS = (
+    update(GROUPS)
+    .where(GROUPS.c.id == bindparam("b_group"))
+    .values(contributors=GROUPS.c.contributors + bindparam("b_n"))
+    .returning(GROUPS.c.contributors)
+)
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -108,22 +129,18 @@ async def count_uploads(
     locks the group row until commit, so a trigger cannot close it under these uploads.
     """
     conn = await uow.session.connection()
-    bump = (
-        update(GROUPS)
-        .where(
-            GROUPS.c.pool_id == pool.id,
-            GROUPS.c.window_start == window.start,
-            GROUPS.c.state == GroupState.OPEN,
-        )
-        .values(file_count=GROUPS.c.file_count + len(uploader_ids), bytes=GROUPS.c.bytes + size)
-        .returning(GROUPS.c.id)
-    )
-    group_id = (await conn.execute(bump)).scalar()
+    bump = {
+        "b_pool": pool.id,
+        "b_start": window.start,
+        "b_files": len(uploader_ids),
+        "b_bytes": size,
+    }
+    group_id = (await conn.execute(_COUNT_INTO_OPEN, bump)).scalar()
     if group_id is None:
         group = await group_for_window(rt, uow, pool, window)
         if group.state != GroupState.OPEN:
             return None
-        group_id = (await conn.execute(bump)).scalar_one()
+        group_id = (await conn.execute(_COUNT_INTO_OPEN, bump)).scalar_one()
     added = await conn.execute(
         _insert(uow.session)(CONTRIBUTORS)
         .values([{"group_id": group_id, "uploader_id": u} for u in dict.fromkeys(uploader_ids)])
@@ -131,12 +148,7 @@ async def count_uploads(
     )
     if added.rowcount:
         contributors = (
-            await conn.execute(
-                update(GROUPS)
-                .where(GROUPS.c.id == group_id)
-                .values(contributors=GROUPS.c.contributors + added.rowcount)
-                .returning(GROUPS.c.contributors)
-            )
+            await conn.execute(_ADD_CONTRIBUTORS, {"b_group": group_id, "b_n": added.rowcount})
         ).scalar_one()
         if quorum_reached(contributors, pool.min_contributors):
             ready = await uow.session.get(Group, group_id, populate_existing=True)

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, insert, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Table, insert
 
 from pooldrop.domain.groups import Placement, place_upload
 from pooldrop.domain.windows import Window, window_for
@@ -181,29 +180,18 @@ def _settle(
         future.set_result(outcome)
 
 
-async def _known_identities(
-    conn: AsyncConnection, identities: Iterable[tuple[str, str, str]]
-) -> bool:
-    """Whether any ``(pool, uploader, client_upload_id)`` already has a row (a replay)."""
-    columns = (UPLOADS.c.pool_id, UPLOADS.c.uploader_id, UPLOADS.c.client_upload_id)
-    found = await conn.execute(select(columns[0]).where(tuple_(*columns).in_(list(identities))))
-    return found.first() is not None
-
-
 async def record_together(rt: Runtime, items: list[StoredUpload]) -> list[Outcome | PooldropError]:
     """Record ``items`` in one transaction. Per upload: its outcome, or why it was refused
     (a late upload under the ``reject`` policy), in which case nothing of it was written.
 
-    Raises (and writes nothing) when any upload is not a plain new one after all: a replay, a
-    window closed under it, a deleted pool. The caller then records them one by one.
+    Raises (and writes nothing) when any upload is not a plain new one after all: a replay of an
+    upload on record (the unique index refuses it), a window closed under it, a deleted pool.
+    The caller then records them one by one. Replays are rare enough not to look for them first.
     """
     results: list[Outcome | PooldropError | None] = []
     async with rt.uow() as uow:
         s = uow.session
         conn = await s.connection()
-        identities = [i.identity for i in items if i.identity is not None]
-        if identities and await _known_identities(conn, identities):
-            raise _Contended("a replay of an upload on record")
         now = rt.clock.now()
         by_window: dict[tuple[str, datetime], list[StoredUpload]] = {}
         placements: dict[str, Placement] = {}
