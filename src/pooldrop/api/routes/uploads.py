@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from pooldrop.api.deps import PrincipalDep, RuntimeDep
@@ -33,43 +33,54 @@ def _content_length(request: Request) -> int | None:
     return value
 
 
+def _param(name: str, where: str, description: str, *, required: bool = False) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": required,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
 @router.post(
     "/pools/{pool_id}/uploads",
     status_code=201,
     responses={200: {"description": "An identical replay of a known client_upload_id"}},
     openapi_extra={
+        # The hottest route reads its query and headers itself: FastAPI's per-parameter
+        # validation was a tenth of the server's time per small upload. They are documented here.
+        "parameters": [
+            _param("ts", "query", "Event time: RFC 3339 or Unix seconds.", required=True),
+            _param("name", "query", "File name (no path).", required=True),
+            _param("client_upload_id", "query", "Makes retries safe."),
+            _param("content-digest", "header", "sha-256=:<base64>:"),
+            _param("pooldrop-metadata", "header", "JSON object, at most 4 KiB."),
+        ],
         "requestBody": {
             "required": True,
             "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             },
-        }
+        },
     },
 )
 async def create_upload(
-    pool_id: str,
-    request: Request,
-    principal: PrincipalDep,
-    rt: RuntimeDep,
-    ts: Annotated[str, Query(description="Event time: RFC 3339 or Unix seconds.")],
-    name: Annotated[str, Query(description="File name (no path).")],
-    client_upload_id: Annotated[str | None, Query(description="Makes retries safe.")] = None,
-    content_digest: Annotated[str | None, Header(description="sha-256=:<base64>:")] = None,
-    pooldrop_metadata: Annotated[
-        str | None, Header(description="JSON object, at most 4 KiB.")
-    ] = None,
+    pool_id: str, request: Request, principal: PrincipalDep, rt: RuntimeDep
 ) -> JSONResponse:
     """Upload one file; the raw request body is the file, streamed to storage."""
+    query, headers = request.query_params, request.headers
+    pooldrop_metadata = headers.get("pooldrop-metadata")
     if pooldrop_metadata is not None and len(pooldrop_metadata) > MAX_METADATA_HEADER:
         raise ValidationFailed("Pooldrop-Metadata is too large")
     spec = uploads.UploadSpec(
         pool_id=pool_id,
-        name=name,
-        ts=ts,
-        client_upload_id=client_upload_id,
-        content_type=request.headers.get("content-type"),
+        name=query.get("name"),
+        ts=query.get("ts"),
+        client_upload_id=query.get("client_upload_id"),
+        content_type=headers.get("content-type"),
         metadata=pooldrop_metadata,
-        expected_sha256=expected_sha256(content_digest),
+        expected_sha256=expected_sha256(headers.get("content-digest")),
         content_length=_content_length(request),
     )
     prepared = await uploads.prepare(rt, principal, spec)
