@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from pooldrop.blobs import BlobError, BlobStore, BlobWriter, PieceBlobWriter
+from pooldrop.blobs import BlobError, BlobStore, BlobWriter
 from pooldrop.domain.sniffing import SNIFF_BYTES, forbidden_reason
 from pooldrop.errors import ChecksumMismatch, EmptyFile, FileTooLarge, ForbiddenType
 
@@ -144,8 +144,11 @@ class _Sink:
         else:
             _hash(self.hasher, pieces)
         writer = self.writer
-        if isinstance(writer, PieceBlobWriter):
-            await with_retries(partial(writer.write_pieces, pieces), self.backoff)
+        # Duck-typed PieceBlobWriter: isinstance() on a runtime Protocol was a visible cost per
+        # small upload.
+        write_pieces = getattr(writer, "write_pieces", None)
+        if write_pieces is not None:
+            await with_retries(partial(write_pieces, pieces), self.backoff)
         else:
             data = b"".join(pieces)
             await with_retries(partial(writer.write, data), self.backoff)
