@@ -1,9 +1,10 @@
 """Batches: many files in one streamed request, each standing or falling alone.
 
 An offline client sends what it cached as one request: a JSON manifest first, then the files.
-Each file goes through the plain upload path (:func:`pooldrop.services.uploads.ingest`) while the
+Each file goes through the plain upload path (:func:`pooldrop.services.uploads.store`) while the
 request streams, so each lands in the window of its own ``ts``, a file's failure touches no other,
 and a batch re-sent after a dropped connection stores nothing twice (its ``client_upload_id``s).
+A file is made durable and recorded (group commit) while the next one streams.
 """
 
 from __future__ import annotations
