@@ -37,6 +37,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from pooldrop.api.deps import authenticate_credential, bearer_credential, runtime
+from pooldrop.api.sweeper import sweeper
 from pooldrop.errors import Conflict, PooldropError, Unauthenticated, ValidationFailed
 from pooldrop.services import upload_queries
 from pooldrop.services.hub import EventHub, Frame, Subscription, SubscriptionClosed, Watch
@@ -99,8 +100,25 @@ class _NotImplementedOp(PooldropError):
     status, code, title = 501, "not_implemented", "Not implemented"
 
 
+class _Push:
+    """One subscription of a socket and the task that writes its frames, while there are any."""
+
+    __slots__ = ("sub", "task")
+
+    def __init__(self, sub: Subscription) -> None:
+        self.sub = sub
+        self.task: asyncio.Task[None] | None = None
+
+
 class Connection:
-    """One accepted socket: its principal, subscriptions, transfers and writer lock."""
+    """One accepted socket: its principal, subscriptions, transfers and writer lock.
+
+    An idle socket holds no task of its own beyond the ASGI one, which reads client frames: the
+    hub calls back when a subscription has frames (a writer task runs until they are sent), the
+    loop's sweeper checks the idle limit, and the hub's access check calls back when the
+    principal loses access. Whatever ends the connection from outside the reading task
+    interrupts that task's wait.
+    """
 
     def __init__(self, rt: Runtime, ws: WebSocket) -> None:
         self.rt = rt
@@ -108,12 +126,14 @@ class Connection:
         self.hub: EventHub | None = rt.hub
         self.principal: Principal | None = None
         self.watch: Watch | None = None
-        self.subs: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
+        self.subs: dict[str, _Push] = {}
         self.transfers: TransferOps | None = None
         self._send_lock = asyncio.Lock()
-        self._ended = asyncio.Event()
+        self._ended = False
         self._close: tuple[int, str] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._reader: asyncio.Task[Any] | None = None
+        self._interrupted = False
+        self._last_frame = 0.0
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -126,31 +146,47 @@ class Connection:
         except Unauthenticated as exc:
             await self._send_close(CLOSE_UNAUTHENTICATED, exc.detail)
             return
-        reader = asyncio.create_task(self._read_loop(), name="ws-reader")
-        self._tasks.append(reader)
+        self._reader = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        self._last_frame = loop.time()
+        sweeper().add(self)
         try:
-            await self._ended.wait()
+            await self._read_loop()
+        except asyncio.CancelledError:
+            if not self._interrupted:
+                raise
+            # Our own interruption (see _finish), not the server's: carry on closing.
+            if self._reader is not None:
+                self._reader.uncancel()
         finally:
+            self._reader = None
             await self._cleanup()
         if self._close is not None:
             await self._send_close(*self._close)
 
     def _finish(self, code: int | None = None, reason: str = "") -> None:
         """End the connection; ``code`` None means the client already went away."""
-        if not self._ended.is_set():
-            self._close = None if code is None else (code, reason)
-            self._ended.set()
+        if self._ended:
+            return
+        self._ended = True
+        self._close = None if code is None else (code, reason)
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task() and not reader.done():
+            self._interrupted = True
+            reader.cancel()
+
+    def tick(self, now: float) -> None:
+        """The idle limit, checked by the loop's sweeper."""
+        idle = self.rt.settings.ws_idle_timeout
+        if now - self._last_frame >= idle:
+            self._finish(CLOSE_IDLE, f"idle: no frame for {idle:g} s")
 
     async def _cleanup(self) -> None:
-        tasks = self._tasks + [task for _, task in self.subs.values()]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for sub, _ in self.subs.values():
-            await sub.close()
+        sweeper().discard(self)
+        pushes = list(self.subs.values())
         self.subs.clear()
+        for push in pushes:
+            await self._stop_push(push)
         if self.watch is not None:
             self.watch.close()
         if self.transfers is not None:
@@ -173,14 +209,11 @@ class Connection:
     # -- reading ----------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        idle = self.rt.settings.ws_idle_timeout
+        loop = asyncio.get_running_loop()
         try:
-            while not self._ended.is_set():
-                try:
-                    message = await asyncio.wait_for(self.ws.receive(), idle)
-                except TimeoutError:
-                    self._finish(CLOSE_IDLE, f"idle: no frame for {idle:g} s")
-                    return
+            while not self._ended:
+                message = await self.ws.receive()
+                self._last_frame = loop.time()
                 if message["type"] == "websocket.disconnect":
                     self._finish()
                     return
@@ -247,12 +280,11 @@ class Connection:
     async def _authenticate(self, credential: str) -> None:
         self.principal = await authenticate_credential(self.rt, credential)
         if self.hub is not None:
-            self.watch = self.hub.watch(self.principal)
-            self._tasks.append(asyncio.create_task(self._watch_access(self.watch)))
+            self.watch = self.hub.watch(self.principal, self._access_lost)
 
-    async def _watch_access(self, watch: Watch) -> None:
-        await watch.ended.wait()
-        self._finish(CLOSE_UNAUTHENTICATED, watch.error.detail if watch.error else "")
+    def _access_lost(self) -> None:
+        watch = self.watch
+        self._finish(CLOSE_UNAUTHENTICATED, watch.error.detail if watch and watch.error else "")
 
     async def op_connect(self, msg: dict[str, Any]) -> dict[str, Any]:
         if self.principal is not None:
@@ -292,8 +324,9 @@ class Connection:
         except BaseException:
             await sub.close()
             raise
-        task = asyncio.create_task(self._pump(sub), name=f"ws-pump-{pool_id}")
-        self.subs[pool_id] = (sub, task)
+        push = self.subs[pool_id] = _Push(sub)
+        sub.listener = functools.partial(self._kick, push)
+        self._kick(push)  # the backlog, if any
 
     async def op_unsubscribe(self, msg: dict[str, Any]) -> dict[str, Any]:
         pool_id = msg.get("pool_id")
@@ -303,19 +336,33 @@ class Connection:
         return {"pool_id": pool_id}
 
     async def _drop(self, pool_id: str) -> None:
-        entry = self.subs.pop(pool_id, None)
-        if entry is not None:
-            sub, task = entry
+        push = self.subs.pop(pool_id, None)
+        if push is not None:
+            await self._stop_push(push)
+
+    async def _stop_push(self, push: _Push) -> None:
+        push.sub.listener = None
+        task = push.task
+        if task is not None and task is not asyncio.current_task():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await sub.close()
+        await push.sub.close()
 
-    async def _pump(self, sub: Subscription) -> None:
+    def _kick(self, push: _Push) -> None:
+        """The hub has something for ``push.sub``: start its writer unless one is running."""
+        if push.task is None and not self._ended and self.subs.get(push.sub.pool_id) is push:
+            push.task = asyncio.create_task(self._pump(push), name="ws-push")
+
+    async def _pump(self, push: _Push) -> None:
+        sub = push.sub
         try:
             while True:
-                frame = await sub.get()
-                assert frame is not None
+                frame = await sub.get(wait=0)
+                if frame is None:
+                    # No await between the empty get and this: the next offer starts a writer.
+                    push.task = None
+                    return
                 await self._send(frame.render(ws_event_text))
         except SubscriptionClosed:
             return
@@ -323,7 +370,9 @@ class Connection:
             self._finish(CLOSE_UNAUTHENTICATED, exc.detail)
         except PooldropError as exc:
             # Left the pool or it was deleted: tell the client, keep the socket.
-            self.subs.pop(sub.pool_id, None)
+            if self.subs.get(sub.pool_id) is push:
+                del self.subs[sub.pool_id]
+            sub.listener = None
             await sub.close()
             with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
                 await self._send(
@@ -384,6 +433,10 @@ class Connection:
     }
 
 
-@router.websocket("/api/v1/ws")
 async def gateway(websocket: WebSocket) -> None:
     await Connection(runtime(websocket), websocket).run()
+
+
+# A plain Starlette route: the gateway takes no FastAPI dependencies, and FastAPI's per-request
+# exit stacks and solved-dependency state would stay alive as long as each socket does.
+router.add_websocket_route("/api/v1/ws", gateway)

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -224,7 +224,7 @@ class EventHub:
         sub = Subscription(self, pool_id, principal, role == PoolRole.ADMIN, after, self.queue_size)
         # From here to state.add() nothing awaits: the ring and the live feed meet exactly.
         if after >= state.ring_floor:
-            sub._backlog.extend(f for f in state.ring if f.seq > after and sub.sees(f.visible_to))
+            sub._add_backlog(f for f in state.ring if f.seq > after and sub.sees(f.visible_to))
             sub._skip_to = max(after, state.last_seq)
             self.stats.ring_hits += 1
         else:
@@ -238,10 +238,10 @@ class EventHub:
                 raise
         return sub
 
-    def watch(self, principal: Principal) -> Watch:
-        """Be told (``watch.ended`` set, ``watch.error``) when ``principal`` loses its session
-        or key, at the next access check. Call ``watch.close()`` when done."""
-        w = Watch(self, principal)
+    def watch(self, principal: Principal, on_end: Callable[[], None] | None = None) -> Watch:
+        """Be told (``on_end()`` called, ``watch.ended`` set, ``watch.error``) when ``principal``
+        loses its session or key, at the next access check. Call ``watch.close()`` when done."""
+        w = Watch(self, principal, on_end)
         self._watches.add(w)
         return w
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pooldrop.errors import PooldropError
@@ -55,20 +55,46 @@ class SubscriptionClosed(Exception):
 
 
 class Watch:
-    """A connection's interest in its principal staying valid (see ``EventHub.watch``)."""
+    """A connection's interest in its principal staying valid (see ``EventHub.watch``).
 
-    def __init__(self, hub: EventHub, principal: Principal) -> None:
+    ``on_end`` (if given) is called once, from the hub's access check, when the principal lost
+    access; ``ended`` is an ``asyncio.Event`` made on first use, for callers that prefer to wait.
+    """
+
+    __slots__ = ("_ended", "_hub", "_on_end", "error", "principal")
+
+    def __init__(
+        self, hub: EventHub, principal: Principal, on_end: Callable[[], None] | None = None
+    ) -> None:
         self.principal = principal
         self.error: PooldropError | None = None
-        self.ended = asyncio.Event()
         self._hub = hub
+        self._on_end = on_end
+        self._ended: asyncio.Event | None = None
+
+    @property
+    def ended(self) -> asyncio.Event:
+        if self._ended is None:
+            self._ended = asyncio.Event()
+            if self.error is not None:
+                self._ended.set()
+        return self._ended
 
     def _fail(self, error: PooldropError) -> None:
+        first = self.error is None
         self.error = error
-        self.ended.set()
+        if self._ended is not None:
+            self._ended.set()
+        if first and self._on_end is not None:
+            self._on_end()
 
     def close(self) -> None:
         self._hub._watches.discard(self)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Subscription:
@@ -78,7 +104,31 @@ class Subscription:
     raise ``Unauthenticated`` when the principal's session ended or key was revoked, and
     ``NotFound`` when it left the pool or the pool was deleted. ``cursor`` is the seq after which
     the next call continues; it can move past events this principal may not see.
+
+    One reader at a time. A transport that should not park a task per idle subscriber sets a
+    ``listener``: it is called (synchronously, from the hub) whenever a frame, an error or the
+    close arrives, and the transport then drains with ``get(wait=0)`` until it returns None.
+
+    An idle subscription is a handful of slots: its buffers and its waiter are made on demand,
+    because thousands of them sit idle for hours.
     """
+
+    __slots__ = (
+        "_backlog",
+        "_closed",
+        "_error",
+        "_hub",
+        "_queue",
+        "_queue_size",
+        "_resync",
+        "_skip_to",
+        "_waiter",
+        "cursor",
+        "listener",
+        "pool_id",
+        "principal",
+        "sees_all",
+    )
 
     def __init__(
         self,
@@ -93,15 +143,16 @@ class Subscription:
         self.principal = principal
         self.sees_all = sees_all
         self.cursor = cursor
+        self.listener: Callable[[], None] | None = None
         self._hub = hub
-        self._queue: deque[Frame] = deque()
+        self._queue: deque[Frame] | None = None
         self._queue_size = queue_size
-        self._backlog: deque[Frame] = deque()
+        self._backlog: deque[Frame] | None = None
         self._skip_to = cursor
         self._resync = False
         self._error: PooldropError | None = None
         self._closed = False
-        self._wakeup = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
 
     def sees(self, visible_to: str | None) -> bool:
         return visible_to is None or self.sees_all or visible_to == self.principal.id
@@ -113,48 +164,70 @@ class Subscription:
     @property
     def pending(self) -> int:
         """Frames buffered and not yet taken (backlog and live)."""
-        return len(self._backlog) + len(self._queue)
+        return len(self._backlog or ()) + len(self._queue or ())
+
+    def _notify(self) -> None:
+        if self._waiter is not None:
+            _wake(self._waiter)
+        if self.listener is not None:
+            self.listener()
 
     def _offer(self, frame: Frame) -> None:
         # Called by the hub, synchronously, in seq order.
         if self._closed or self._resync:
             return  # a resync will read it from the database
+        if self._queue is None:
+            self._queue = deque()
         if len(self._queue) >= self._queue_size:
-            self._queue.clear()
+            self._queue = None
             self._resync = True
             self._hub.stats.resyncs += 1
         else:
             self._queue.append(frame)
             self._hub.stats.dispatched += 1
-        self._wakeup.set()
+        self._notify()
+
+    def _add_backlog(self, frames: Iterable[Frame]) -> None:
+        if self._backlog is None:
+            self._backlog = deque(frames)
+        else:
+            self._backlog.extend(frames)
+        if not self._backlog:
+            self._backlog = None
 
     def _fail(self, error: PooldropError) -> None:
         self._error = error
-        self._wakeup.set()
+        self._notify()
 
     def _take(self) -> Frame | None:
-        while self._backlog:
-            frame = self._backlog.popleft()
-            if frame.seq > self.cursor:
-                self.cursor = frame.seq
-                return frame
+        backlog = self._backlog
+        if backlog is not None:
+            while backlog:
+                frame = backlog.popleft()
+                if frame.seq > self.cursor:
+                    self.cursor = frame.seq
+                    return frame
+            self._backlog = None
         # The last backlog page covered everything up to _skip_to (visible or not).
         self.cursor = max(self.cursor, self._skip_to)
         if self._resync:
             return None
-        while self._queue:
-            frame = self._queue.popleft()
-            if frame.seq > self.cursor:
-                self.cursor = frame.seq
-                return frame
+        queue = self._queue
+        if queue is not None:
+            while queue:
+                frame = queue.popleft()
+                if frame.seq > self.cursor:
+                    self.cursor = frame.seq
+                    return frame
+            self._queue = None
         return None
 
     async def _read_page(self) -> None:
         # Buffer live frames again *before* reading, so nothing committed after the read is lost.
         self._resync = False
-        self._queue.clear()
+        self._queue = None
         page, covered_to, full = await self._hub._read_backlog(self, self.cursor)
-        self._backlog.extend(page)
+        self._add_backlog(page)
         self._skip_to = max(self._skip_to, covered_to)
         if full:
             self._resync = True
@@ -178,17 +251,25 @@ class Subscription:
             if self._resync:
                 await self._read_page()
                 continue
-            self._wakeup.clear()
             if deadline is None:
-                await self._wakeup.wait()
+                await self._wait(None)
                 continue
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except TimeoutError:
-                return None
+            await self._wait(remaining)
+
+    async def _wait(self, delay: float | None) -> None:
+        # A bare future and at most one timer: no task per waiting subscriber.
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        timer = None if delay is None else waiter.get_loop().call_later(delay, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if self._waiter is waiter:
+                self._waiter = None
 
     def __aiter__(self) -> Subscription:
         return self
@@ -209,10 +290,11 @@ class Subscription:
         if self._closed:
             return
         self._closed = True
-        self._queue.clear()
-        self._backlog.clear()
-        self._wakeup.set()
+        self._queue = None
+        self._backlog = None
         self._hub._unregister(self)
+        self._notify()
+        self.listener = None
 
     def __repr__(self) -> str:
         return f"<Subscription {self.pool_id} {self.principal.id} cursor={self.cursor}>"

@@ -7,14 +7,17 @@ Both endpoints send each event as the JSON the hub serialized once; nothing is r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+import asyncio
+import contextlib
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from pooldrop.api.deps import PrincipalDep, RuntimeDep
+from pooldrop.api.sweeper import sweeper
 from pooldrop.errors import PooldropError, Unavailable, ValidationFailed
 from pooldrop.services.hub import EventHub, Frame, Subscription, SubscriptionClosed
 from pooldrop.services.runtime import Runtime
@@ -80,20 +83,126 @@ def _sse_error(exc: PooldropError) -> bytes:
     return b"event: error\ndata: %s\n\n" % body
 
 
-async def _stream(sub: Subscription) -> AsyncIterator[bytes]:
-    try:
-        yield b"retry: %d\n: connected\n\n" % SSE_RETRY_MS
-        while True:
-            try:
-                frame = await sub.get(wait=HEARTBEAT)
-            except SubscriptionClosed:
-                return
-            except PooldropError as exc:
-                yield _sse_error(exc)
-                return
-            yield b": ping\n\n" if frame is None else frame.render(sse_chunk)
-    finally:
-        await sub.close()
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class EventStream(Response):
+    """The SSE response: the hub's frames as they come, a comment every ``HEARTBEAT`` seconds.
+
+    An idle stream holds no task of its own: the ASGI task waits for the client to go away, the
+    subscription calls back when it has frames (a writer task runs until they are sent), and the
+    loop's sweeper says when a heartbeat is due. Starlette's ``StreamingResponse`` would park two
+    tasks, a task group and a generator per stream: a third of an idle stream's memory.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, sub: Subscription) -> None:
+        # No body and so no Content-Length: Response.__init__ would announce an empty one.
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = list(_SSE_HEADERS)
+        self.sub = sub
+        self._send: Send | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[Any] | None = None
+        self._last_write = 0.0
+        self._ping_due = False
+        self._ended = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sub = self.sub
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"retry: %d\n: connected\n\n" % SSE_RETRY_MS,
+                    "more_body": True,
+                }
+            )
+            self._send = send
+            self._reader = asyncio.current_task()
+            self._last_write = asyncio.get_running_loop().time()
+            sweeper().add(self)
+            sub.listener = self._kick
+            self._kick()  # the backlog, if any
+            await self._until_disconnect(receive)
+        finally:
+            self._reader = None
+            sub.listener = None
+            sweeper().discard(self)
+            writer = self._writer
+            if writer is not None and not writer.done():
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+            await sub.close()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _until_disconnect(self, receive: Receive) -> None:
+        try:
+            while not self._ended:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+        except asyncio.CancelledError:
+            if not self._ended or self._reader is None:
+                raise
+            # The writer ended the stream (see _end), not the server.
+            self._reader.uncancel()
+
+    def _end(self) -> None:
+        """Finish the response from the writer: wake the ASGI task out of ``receive``."""
+        self._ended = True
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.cancel()
+
+    def tick(self, now: float) -> None:
+        """The heartbeat, checked by the loop's sweeper."""
+        if now - self._last_write >= HEARTBEAT and not self._ping_due:
+            self._ping_due = True
+            self._kick()
+
+    def _kick(self) -> None:
+        if self._writer is None and not self._ended:
+            self._writer = asyncio.create_task(self._write(), name="sse-push")
+
+    async def _write(self) -> None:
+        sub, send = self.sub, self._send
+        assert send is not None
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    frame = await sub.get(wait=0)
+                except SubscriptionClosed:
+                    self._end()
+                    return
+                except PooldropError as exc:
+                    await send(
+                        {"type": "http.response.body", "body": _sse_error(exc), "more_body": True}
+                    )
+                    self._end()
+                    return
+                if frame is not None:
+                    chunk = frame.render(sse_chunk)
+                elif self._ping_due:
+                    chunk = b": ping\n\n"
+                else:
+                    # No await between the empty get and this: the next offer starts a writer.
+                    self._writer = None
+                    return
+                self._ping_due = False
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                self._last_write = loop.time()
+        except OSError:
+            self._end()
 
 
 @router.get("/pools/{pool_id}/events/stream")
@@ -103,7 +212,7 @@ async def stream_events(
     rt: RuntimeDep,
     after: Annotated[int | None, Query(ge=0)] = None,
     last_event_id: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
+) -> EventStream:
     """Server-Sent Events: ``id:`` = seq, ``event:`` = type, ``data:`` = the event JSON.
 
     Resumes after ``Last-Event-ID`` (what EventSource sends on reconnect; it wins over
@@ -117,9 +226,4 @@ async def stream_events(
             raise ValidationFailed("Last-Event-ID must be an event seq (an integer)") from None
         if after < 0:
             raise ValidationFailed("Last-Event-ID must be >= 0")
-    sub = await hub_of(rt).subscribe(pool_id, principal, after)
-    return StreamingResponse(
-        _stream(sub),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return EventStream(await hub_of(rt).subscribe(pool_id, principal, after))
