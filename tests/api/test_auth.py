@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from datetime import timedelta
@@ -25,6 +26,19 @@ async def test_first_user_is_admin_then_users(api: Api) -> None:
     body = r2.json()
     assert body["token_type"] == "bearer" and body["expires_in"] > 0
     assert set(body) >= {"user_id", "username", "role", "access_token", "token_type", "expires_in"}
+
+
+async def test_simultaneous_first_signups_make_one_admin(api: Api) -> None:
+    replies = await asyncio.gather(
+        *(
+            api.anon.post(
+                "/api/v1/auth/signup", json={"username": f"first{i}", "password": "pw-first-123"}
+            )
+            for i in range(6)
+        )
+    )
+    assert [r.status_code for r in replies] == [201] * 6
+    assert sorted(r.json()["role"] for r in replies) == ["admin"] + ["user"] * 5
 
 
 async def test_signup_token_works_at_once(api: Api) -> None:

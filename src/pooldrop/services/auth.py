@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import jwt
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pooldrop.domain.roles import GlobalRole, PoolRole
@@ -30,6 +30,7 @@ from pooldrop.store.types import new_id
 
 JWT_ALGORITHM = "HS256"
 KEY_PREFIX = "pdk_"
+FIRST_SIGNUP_LOCK = 0x706F6F6C64726F70  # a PostgreSQL advisory lock key of our own
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,12 @@ async def signup(rt: Runtime, uow: UnitOfWork, username: str, password: str) -> 
     username = validate_username(username)
     validate_password(password)
     s = uow.session
-    users = await s.scalar(select(func.count()).select_from(User)) or 0
+    users = await _count_users(s)
+    if users == 0 and s.get_bind().dialect.name == "postgresql":
+        # The first user becomes admin: two first signups at once must not both do so. (SQLite's
+        # write transactions are serial already.) Wait for any other, then count again.
+        await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FIRST_SIGNUP_LOCK})
+        users = await _count_users(s)
     if users and not rt.settings.open_signup:
         raise Forbidden("signup is closed on this server; ask an admin for an account")
     if await s.scalar(select(User.id).where(User.username == username)):
@@ -83,6 +89,10 @@ async def signup(rt: Runtime, uow: UnitOfWork, username: str, password: str) -> 
     s.add(user)
     await s.flush()  # the session row refers to it
     return await _issue(rt, uow, user)
+
+
+async def _count_users(s: AsyncSession) -> int:
+    return await s.scalar(select(func.count()).select_from(User)) or 0
 
 
 async def login(
