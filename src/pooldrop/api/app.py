@@ -43,18 +43,20 @@ def create_app(
     bus: Bus | None = None,
     run_scheduler: bool = True,
     freeze_gc: bool = True,
+    migrate: bool = True,
 ) -> FastAPI:
     """Build the app. Backends are opened when it starts, not here.
 
     Tests inject a fake ``clock``, a ``blobs`` store or a ``bus``, and may turn the background
     scheduler off to drive ``app.state.scheduler.run_once()`` themselves, and keep the garbage
-    collector as it is (``freeze_gc``) when many apps share one process.
+    collector as it is (``freeze_gc``) when many apps share one process. ``migrate=False`` skips
+    the schema upgrade at start-up, for a caller that has just run it (``pooldrop serve``).
     """
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = await start_runtime(settings, clock=clock, blobs=blobs, bus=bus)
+        rt = await start_runtime(settings, clock=clock, blobs=blobs, bus=bus, migrate=migrate)
         app.state.runtime = rt
         hub = rt.hub = EventHub(rt)
         await hub.start()

@@ -76,7 +76,8 @@ def serve(
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
         return
-    app = create_app(settings, run_scheduler=not no_scheduler)
+    # The preflight has migrated already; worker processes (above) still check, a no-op at head.
+    app = create_app(settings, run_scheduler=not no_scheduler, migrate=False)
     typer.echo(
         f"pooldrop serving on http://{settings.host}:{settings.port} (data: {settings.data_dir})"
     )
