@@ -37,6 +37,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from pooldrop.api.deps import authenticate_credential, bearer_credential, runtime
+from pooldrop.api.eager import run_eagerly
 from pooldrop.api.sweeper import sweeper
 from pooldrop.errors import Conflict, PooldropError, Unauthenticated, ValidationFailed
 from pooldrop.services import upload_queries
@@ -101,20 +102,21 @@ class _NotImplementedOp(PooldropError):
 
 
 class _Push:
-    """One subscription of a socket and the task that writes its frames, while there are any."""
+    """One subscription of a socket and its writer, while it has frames to write."""
 
-    __slots__ = ("sub", "task")
+    __slots__ = ("running", "sub", "task")
 
     def __init__(self, sub: Subscription) -> None:
         self.sub = sub
-        self.task: asyncio.Task[None] | None = None
+        self.running = False
+        self.task: asyncio.Task[None] | None = None  # the writer, once it had to wait
 
 
 class Connection:
     """One accepted socket: its principal, subscriptions, transfers and writer lock.
 
     An idle socket holds no task of its own beyond the ASGI one, which reads client frames: the
-    hub calls back when a subscription has frames (a writer task runs until they are sent), the
+    hub calls back when a subscription has frames (a writer runs until they are sent), the
     loop's sweeper checks the idle limit, and the hub's access check calls back when the
     principal loses access. Whatever ends the connection from outside the reading task
     interrupts that task's wait.
@@ -343,7 +345,7 @@ class Connection:
     async def _stop_push(self, push: _Push) -> None:
         push.sub.listener = None
         task = push.task
-        if task is not None and task is not asyncio.current_task():
+        if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -351,8 +353,9 @@ class Connection:
 
     def _kick(self, push: _Push) -> None:
         """The hub has something for ``push.sub``: start its writer unless one is running."""
-        if push.task is None and not self._ended and self.subs.get(push.sub.pool_id) is push:
-            push.task = asyncio.create_task(self._pump(push), name="ws-push")
+        if not push.running and not self._ended and self.subs.get(push.sub.pool_id) is push:
+            push.running = True
+            push.task = run_eagerly(self._pump(push), "ws-push")
 
     async def _pump(self, push: _Push) -> None:
         sub = push.sub
@@ -361,7 +364,7 @@ class Connection:
                 frame = await sub.get(wait=0)
                 if frame is None:
                     # No await between the empty get and this: the next offer starts a writer.
-                    push.task = None
+                    push.running = False
                     return
                 await self._send(frame.render(ws_event_text))
         except SubscriptionClosed:

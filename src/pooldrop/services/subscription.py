@@ -238,8 +238,7 @@ class Subscription:
         Buffered frames and pending database reads are served whatever ``wait`` is; it bounds
         only the wait for new events. Raises ``SubscriptionClosed`` once closed.
         """
-        loop = asyncio.get_running_loop()
-        deadline = None if wait is None else loop.time() + wait
+        deadline: float | None = None
         while True:
             if self._error is not None:
                 raise self._error
@@ -251,9 +250,14 @@ class Subscription:
             if self._resync:
                 await self._read_page()
                 continue
-            if deadline is None:
+            if wait is None:
                 await self._wait(None)
                 continue
+            if wait <= 0:
+                return None  # the writers' drain loop: no clock needed
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + wait
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None

@@ -17,6 +17,7 @@ from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from pooldrop.api.deps import PrincipalDep, RuntimeDep
+from pooldrop.api.eager import run_eagerly
 from pooldrop.api.sweeper import sweeper
 from pooldrop.errors import PooldropError, Unavailable, ValidationFailed
 from pooldrop.services.hub import EventHub, Frame, Subscription, SubscriptionClosed
@@ -94,7 +95,7 @@ class EventStream(Response):
     """The SSE response: the hub's frames as they come, a comment every ``HEARTBEAT`` seconds.
 
     An idle stream holds no task of its own: the ASGI task waits for the client to go away, the
-    subscription calls back when it has frames (a writer task runs until they are sent), and the
+    subscription calls back when it has frames (a writer runs until they are sent), and the
     loop's sweeper says when a heartbeat is due. Starlette's ``StreamingResponse`` would park two
     tasks, a task group and a generator per stream: a third of an idle stream's memory.
     """
@@ -108,7 +109,8 @@ class EventStream(Response):
         self.raw_headers = list(_SSE_HEADERS)
         self.sub = sub
         self._send: Send | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self._writing = False
+        self._writer: asyncio.Task[None] | None = None  # once a writer had to wait
         self._reader: asyncio.Task[Any] | None = None
         self._last_write = 0.0
         self._ping_due = False
@@ -160,7 +162,7 @@ class EventStream(Response):
         """Finish the response from the writer: wake the ASGI task out of ``receive``."""
         self._ended = True
         reader = self._reader
-        if reader is not None and not reader.done():
+        if reader is not None and reader is not asyncio.current_task() and not reader.done():
             reader.cancel()
 
     def tick(self, now: float) -> None:
@@ -170,8 +172,9 @@ class EventStream(Response):
             self._kick()
 
     def _kick(self) -> None:
-        if self._writer is None and not self._ended:
-            self._writer = asyncio.create_task(self._write(), name="sse-push")
+        if not self._writing and not self._ended:
+            self._writing = True
+            self._writer = run_eagerly(self._write(), "sse-push")
 
     async def _write(self) -> None:
         sub, send = self.sub, self._send
@@ -196,7 +199,7 @@ class EventStream(Response):
                     chunk = b": ping\n\n"
                 else:
                     # No await between the empty get and this: the next offer starts a writer.
-                    self._writer = None
+                    self._writing = False
                     return
                 self._ping_due = False
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
