@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from pooldrop.api.app import create_app
+from pooldrop.api.ws_protocol import LeanWebSocketProtocol
 from pooldrop.api.zerocopy import ZeroCopyHttpToolsProtocol
 from pooldrop.cli.server import KEEP_ALIVE_SECONDS
 from pooldrop.clock import FakeClock
@@ -58,7 +59,7 @@ async def live_server(
         port=0,
         log_level="warning",
         lifespan="on",
-        ws="websockets-sansio",
+        ws=LeanWebSocketProtocol,
         http=ZeroCopyHttpToolsProtocol,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )

@@ -11,6 +11,8 @@ import typer
 
 # uvicorn's httptools protocol plus zero-copy file sends (api/zerocopy.py).
 HTTP_PROTOCOL = "pooldrop.api.zerocopy:ZeroCopyHttpToolsProtocol"
+# uvicorn's sans-I/O WebSocket protocol, holding less per idle socket (api/ws_protocol.py).
+WS_PROTOCOL = "pooldrop.api.ws_protocol:LeanWebSocketProtocol"
 # Open SSE streams and long-polls would otherwise hold a graceful shutdown forever.
 GRACEFUL_SHUTDOWN_SECONDS = 10
 # Client apps send in bursts with pauses; uvicorn's 5 s default makes them reconnect (and race
@@ -72,6 +74,7 @@ def serve(
             log_level=settings.log_level,
             proxy_headers=True,
             http=HTTP_PROTOCOL,
+            ws=WS_PROTOCOL,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
@@ -87,6 +90,7 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         http=HTTP_PROTOCOL,
+        ws=WS_PROTOCOL,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
