@@ -48,6 +48,7 @@ from pooldrop.services.views import upload_view
 
 log = logging.getLogger("pooldrop.ws")
 
+GATEWAY_PATH = "/api/v1/ws"
 router = APIRouter()
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -442,4 +443,4 @@ async def gateway(websocket: WebSocket) -> None:
 
 # A plain Starlette route: the gateway takes no FastAPI dependencies, and FastAPI's per-request
 # exit stacks and solved-dependency state would stay alive as long as each socket does.
-router.add_websocket_route("/api/v1/ws", gateway)
+router.add_websocket_route(GATEWAY_PATH, gateway)
