@@ -60,6 +60,19 @@ async def test_bad_last_event_id_and_gone_cursor(api: Api, server: LiveServer, p
     assert r.status_code == 410 and r.json()["code"] == "gone"
 
 
+async def test_bad_after_and_unknown_pool_are_problem_documents(api: Api, pool: Pool) -> None:
+    """The stream is served outside FastAPI's routing (api/app.py); its refusals still are
+    RFC 9457 documents with the codes the rest of the API uses."""
+    for bad in ("abc", "-1"):
+        r = await pool.listener.client.get(_path(pool) + f"?after={bad}")
+        assert r.status_code == 422 and r.json()["code"] == "validation_error", r.text
+        assert r.headers["content-type"] == "application/problem+json"
+    r = await pool.admin.client.get("/api/v1/pools/nope/events/stream")
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    r = await api.anon.get(_path(pool))
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+
+
 async def test_access_token_in_query(
     api: Api, server: LiveServer, pool: Pool, exit_stack: AsyncExitStack
 ) -> None:

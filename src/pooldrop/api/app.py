@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from pooldrop import __version__, web
 from pooldrop.api import problems, ws
@@ -37,18 +38,28 @@ from pooldrop.services.scheduler import Scheduler, default_jobs
 
 
 class _App(FastAPI):
-    """FastAPI, except that the event WebSocket goes straight to the router.
+    """FastAPI, except that the two long-lived endpoints of a fan-out (the WebSocket gateway
+    and the SSE stream) are called directly.
 
-    Each layer of the middleware stack keeps objects alive for as long as its connection lives;
-    for the many long-lived idle sockets of a fan-out they were a sixth of the memory per
-    connection. The gateway needs none of them: it answers errors in its own protocol.
+    Each layer of the middleware stack and of FastAPI's routing keeps objects alive for as long
+    as its connection lives: with thousands of idle subscribers they were about half of an SSE
+    stream's memory and a sixth of a WebSocket's. Both endpoints answer errors themselves (the
+    gateway in its own protocol, the stream as problem documents); their routes stay registered
+    for the OpenAPI document.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == ws.GATEWAY_PATH:
+        kind = scope["type"]
+        if kind == "websocket" and scope["path"] == ws.GATEWAY_PATH:
             scope["app"] = self
-            await self.router(scope, receive, send)
+            await ws.gateway(WebSocket(scope, receive, send))
             return
+        if kind == "http" and scope["method"] == "GET":
+            stream = events.STREAM_PATH.fullmatch(scope["path"])
+            if stream is not None:
+                scope["app"] = self
+                await events.serve_stream(scope, receive, send, stream["pool_id"])
+                return
         await super().__call__(scope, receive, send)
 
 

@@ -9,20 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 import orjson
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from pooldrop.api.deps import PrincipalDep, RuntimeDep
+from pooldrop.api.deps import (
+    PrincipalDep,
+    RuntimeDep,
+    authenticate_credential,
+    bearer_credential,
+    runtime,
+)
 from pooldrop.api.eager import run_eagerly
+from pooldrop.api.problems import error_response, problem
 from pooldrop.api.sweeper import sweeper
 from pooldrop.errors import PooldropError, Unavailable, ValidationFailed
 from pooldrop.services.hub import EventHub, Frame, Subscription, SubscriptionClosed
+from pooldrop.services.principals import Principal
 from pooldrop.services.runtime import Runtime
 
+log = logging.getLogger("pooldrop.events")
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
 MAX_WAIT = 60.0
@@ -222,6 +234,14 @@ async def stream_events(
     ``?after=``). Comment heartbeats every 15 s. The stream ends with an ``error`` event when
     the caller's session ends or it leaves the pool. ``?access_token=`` authenticates too.
     """
+    # Served by `serve_stream` below (see api/app.py); this route documents it and serves an
+    # app mounted without pooldrop's front door.
+    return await open_stream(rt, principal, pool_id, after, last_event_id)
+
+
+async def open_stream(
+    rt: Runtime, principal: Principal, pool_id: str, after: int | None, last_event_id: str | None
+) -> EventStream:
     if last_event_id is not None and last_event_id.strip():
         try:
             after = int(last_event_id)
@@ -230,3 +250,47 @@ async def stream_events(
         if after < 0:
             raise ValidationFailed("Last-Event-ID must be >= 0")
     return EventStream(await hub_of(rt).subscribe(pool_id, principal, after))
+
+
+STREAM_PATH = re.compile(r"/api/v1/pools/(?P<pool_id>[^/]+)/events/stream")
+
+
+async def serve_stream(scope: Scope, receive: Receive, send: Send, pool_id: str) -> None:
+    """``GET .../events/stream`` as a bare ASGI app, the same as the route above.
+
+    An open stream lives as long as its client: FastAPI's routing, exit stacks and exception
+    middleware stayed alive with each one and were half of an idle stream's memory (about 11 of
+    24 KB). Errors are answered as the app would answer them.
+    """
+    request = Request(scope, receive)
+    response: Response
+    try:
+        rt = runtime(request)
+        principal = await authenticate_credential(rt, bearer_credential(request))
+        response = await open_stream(
+            rt,
+            principal,
+            unquote(pool_id),
+            _after(request.query_params.get("after")),
+            request.headers.get("last-event-id"),
+        )
+    except PooldropError as exc:
+        response = error_response(exc)
+    except Exception:
+        log.exception("unhandled error opening an event stream")
+        response = problem(
+            500, "internal_error", "Internal error", "the server failed; see its log"
+        )
+    await response(scope, receive, send)
+
+
+def _after(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        after = int(raw)
+    except ValueError:
+        raise ValidationFailed("after must be an event seq (an integer)") from None
+    if after < 0:
+        raise ValidationFailed("after must be >= 0")
+    return after
