@@ -10,6 +10,7 @@ from pooldrop.domain.validation import (
     MAX_FILENAME_BYTES,
     MAX_METADATA_BYTES,
     MAX_METADATA_DEPTH,
+    parse_count,
     validate_client_upload_id,
     validate_filename,
     validate_metadata,
@@ -272,3 +273,17 @@ def test_password_accepts(pw: str) -> None:
 def test_password_rejects(pw: object, fragment: str) -> None:
     with pytest.raises(ValidationFailed, match=fragment):
         validate_password(pw)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- counts (headers, cursors)
+
+
+@pytest.mark.parametrize(("raw", "want"), [("0", 0), ("17", 17), (" 5 ", 5)])
+def test_parse_count_accepts_non_negative_integers(raw: str, want: int) -> None:
+    assert parse_count(raw, "after") == want
+
+
+@pytest.mark.parametrize("raw", ["", "x", "1.5", "-1", "1e3"])
+def test_parse_count_refuses_the_rest_naming_the_field(raw: str) -> None:
+    with pytest.raises(ValidationFailed, match=r"^after must be"):
+        parse_count(raw, "after")

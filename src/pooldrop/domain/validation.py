@@ -216,6 +216,17 @@ def parse_sha256_hex(value: object, what: str = "sha256") -> bytes | None:
     return bytes.fromhex(value)
 
 
+def parse_count(raw: str, what: str) -> int:
+    """A non-negative integer given as text (a header or query value); ValidationFailed if not."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed(f"{what} must be an integer") from None
+    if value < 0:
+        raise ValidationFailed(f"{what} must be >= 0")
+    return value
+
+
 def validate_client_upload_id(value: str | None) -> str | None:
     """A client's idempotency key: 1 to 128 of ``A-Z a-z 0-9 . _ : -``; ``None`` passes through."""
     if value is None:

@@ -29,7 +29,8 @@ from pooldrop.api.deps import (
 from pooldrop.api.eager import run_eagerly
 from pooldrop.api.problems import error_response, problem
 from pooldrop.api.sweeper import sweeper
-from pooldrop.errors import PooldropError, Unavailable, ValidationFailed
+from pooldrop.domain.validation import parse_count
+from pooldrop.errors import PooldropError, Unavailable
 from pooldrop.services.hub import EventHub, Frame, Subscription, SubscriptionClosed
 from pooldrop.services.principals import Principal
 from pooldrop.services.runtime import Runtime
@@ -243,12 +244,7 @@ async def open_stream(
     rt: Runtime, principal: Principal, pool_id: str, after: int | None, last_event_id: str | None
 ) -> EventStream:
     if last_event_id is not None and last_event_id.strip():
-        try:
-            after = int(last_event_id)
-        except ValueError:
-            raise ValidationFailed("Last-Event-ID must be an event seq (an integer)") from None
-        if after < 0:
-            raise ValidationFailed("Last-Event-ID must be >= 0")
+        after = parse_count(last_event_id, "Last-Event-ID")
     return EventStream(await hub_of(rt).subscribe(pool_id, principal, after))
 
 
@@ -263,6 +259,7 @@ async def serve_stream(scope: Scope, receive: Receive, send: Send, pool_id: str)
     24 KB). Errors are answered as the app would answer them.
     """
     request = Request(scope, receive)
+    after = request.query_params.get("after")
     response: Response
     try:
         rt = runtime(request)
@@ -271,7 +268,7 @@ async def serve_stream(scope: Scope, receive: Receive, send: Send, pool_id: str)
             rt,
             principal,
             unquote(pool_id),
-            _after(request.query_params.get("after")),
+            None if after is None else parse_count(after, "after"),
             request.headers.get("last-event-id"),
         )
     except PooldropError as exc:
@@ -282,15 +279,3 @@ async def serve_stream(scope: Scope, receive: Receive, send: Send, pool_id: str)
             500, "internal_error", "Internal error", "the server failed; see its log"
         )
     await response(scope, receive, send)
-
-
-def _after(raw: str | None) -> int | None:
-    if raw is None:
-        return None
-    try:
-        after = int(raw)
-    except ValueError:
-        raise ValidationFailed("after must be an event seq (an integer)") from None
-    if after < 0:
-        raise ValidationFailed("after must be >= 0")
-    return after

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pooldrop.api.deps import PrincipalDep, RuntimeDep
 from pooldrop.api.downloads import blob_response
 from pooldrop.api.routes.admin import require_global_admin
-from pooldrop.domain.validation import expected_sha256
+from pooldrop.domain.validation import expected_sha256, parse_count
 from pooldrop.errors import ValidationFailed
 from pooldrop.services import upload_queries, uploads
 from pooldrop.services.views import upload_view
@@ -22,15 +22,7 @@ MAX_METADATA_HEADER = 8192
 
 def _content_length(request: Request) -> int | None:
     raw = request.headers.get("content-length")
-    if raw is None:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationFailed("Content-Length is not a number") from None
-    if value < 0:
-        raise ValidationFailed("Content-Length is negative")
-    return value
+    return None if raw is None else parse_count(raw, "Content-Length")
 
 
 def _param(name: str, where: str, description: str, *, required: bool = False) -> dict[str, Any]:
