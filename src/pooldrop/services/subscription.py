@@ -202,11 +202,9 @@ class Subscription:
     def _take(self) -> Frame | None:
         backlog = self._backlog
         if backlog is not None:
-            while backlog:
-                frame = backlog.popleft()
-                if frame.seq > self.cursor:
-                    self.cursor = frame.seq
-                    return frame
+            frame = self._pop_newer(backlog)
+            if frame is not None:
+                return frame
             self._backlog = None
         # The last backlog page covered everything up to _skip_to (visible or not).
         self.cursor = max(self.cursor, self._skip_to)
@@ -214,12 +212,19 @@ class Subscription:
             return None
         queue = self._queue
         if queue is not None:
-            while queue:
-                frame = queue.popleft()
-                if frame.seq > self.cursor:
-                    self.cursor = frame.seq
-                    return frame
+            frame = self._pop_newer(queue)
+            if frame is not None:
+                return frame
             self._queue = None
+        return None
+
+    def _pop_newer(self, frames: deque[Frame]) -> Frame | None:
+        """The first of ``frames`` past the cursor (moving the cursor to it); older ones go."""
+        while frames:
+            frame = frames.popleft()
+            if frame.seq > self.cursor:
+                self.cursor = frame.seq
+                return frame
         return None
 
     async def _read_page(self) -> None:
