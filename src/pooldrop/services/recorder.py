@@ -7,10 +7,10 @@ with a handful of statements per batch instead of a dozen per upload. With one u
 the batch is that upload and nothing waits; under load the batches grow by themselves.
 
 Each caller still gets its own answer. Whatever needs a closer look (a retry of a failed attempt,
-two uploads with one ``client_upload_id``, one already on record) is recorded alone by the
-per-upload path, and so is every upload of a batch whose transaction fails (a twin committed by
-another node, a window that closed between our look and our lock, a deleted pool): the batch is
-rolled back as a whole and nothing of it is half-recorded.
+a second upload with the same ``client_upload_id``) is recorded alone by the per-upload path, and
+so is every upload of a batch whose transaction fails (a replay of an upload on record, refused by
+the unique index; a window that closed between our look and our lock; a deleted pool): the batch
+is rolled back as a whole and nothing of it is half-recorded.
 """
 
 from __future__ import annotations
@@ -89,9 +89,6 @@ class Recorder:
     delete_blob: Callable[[str], Awaitable[None]]
     _queue: list[_Waiting] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
-
-    async def record(self, item: StoredUpload) -> Outcome:
-        return await settled(self.submit(item))
 
     def submit(self, item: StoredUpload) -> asyncio.Future[Outcome]:
         """Queue ``item`` now; the future resolves once it is recorded (await it with `settled`)."""
