@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from contextlib import AsyncExitStack
 
 import pytest
@@ -102,3 +103,34 @@ async def test_run_eagerly_passes_cancellation_and_logs_early_errors(
 
     assert run_eagerly(broken(), "broken") is None
     assert "broken failed" in caplog.text
+
+
+async def test_a_stalled_reader_does_not_hold_up_the_others(
+    server: LiveServer, pool: Pool, exit_stack: AsyncExitStack
+) -> None:
+    """A subscriber that stops reading fills its socket; the others still get every event."""
+    path = f"/api/v1/pools/{pool.id}/events/stream"
+    host, port = server.url.removeprefix("http://").split(":")
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills after a few events
+    raw.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(raw, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=raw)
+    exit_stack.callback(writer.close)
+    writer.write(
+        f"GET {path}?access_token={pool.listener.token} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    transport = writer.transport
+    assert isinstance(transport, asyncio.ReadTransport)
+    transport.pause_reading()  # from now on it reads nothing
+    live = await open_sse(pool.listener.client, path, exit_stack)
+    await eventually(lambda: hub_of(server).subscriber_count == 2, "both streams to subscribe")
+
+    # 12.5 MB: more than the kernel's socket buffers take (~4 MB) plus the 1,000 frames the hub
+    # lets a subscriber have waiting.
+    seqs = await record(server, pool.id, data={"blob": "x" * 5_000}, count=2_500)
+    got = [(await live.next(within=10)).id for _ in seqs]
+    assert got == seqs
+    # ...while the stalled one really fell behind: its queue overflowed into a database resync.
+    assert hub_of(server).stats.resyncs >= 1
