@@ -54,8 +54,10 @@ class CachedKey:
 class Caches:
     keys: TTLCache[str, CachedKey] = field(default_factory=lambda: TTLCache(MAX_ENTRIES, KEY_TTL))
     pools: TTLCache[str, Pool] = field(default_factory=lambda: TTLCache(MAX_ENTRIES, POOL_TTL))
-    # The settings derived from a cached pool row, so they are not rebuilt per request.
-    settings: dict[int, tuple[Pool, PoolSettings]] = field(default_factory=dict)
+    # The settings derived from the cached pool row (keyed like `pools`, valid for that row only).
+    settings: TTLCache[str, tuple[Pool, PoolSettings]] = field(
+        default_factory=lambda: TTLCache(MAX_ENTRIES, POOL_TTL)
+    )
     closed_windows: TTLCache[tuple[str, datetime], frozenset[object]] = field(
         default_factory=lambda: TTLCache(MAX_ENTRIES, CLOSED_WINDOWS_TTL)
     )
@@ -74,14 +76,12 @@ class Caches:
 
     def settings_for(self, pool: Pool, derive: Callable[[Pool], PoolSettings]) -> PoolSettings:
         """``derive(pool)`` (the pool's settings), computed once per cached pool object."""
-        found = self.settings.get(id(pool))
+        found = self.settings.get(pool.id)
         if found is not None and found[0] is pool:
             return found[1]
         settings = derive(pool)
         if pool is self.pools.get(pool.id):
-            if len(self.settings) >= MAX_ENTRIES:
-                self.settings.clear()
-            self.settings[id(pool)] = (pool, settings)
+            self.settings[pool.id] = (pool, settings)
         return settings
 
     def forget(self, kind: str, ident: str) -> None:
@@ -90,7 +90,7 @@ class Caches:
             self.keys.pop(ident, None)
         elif kind == "pool":
             self.pools.pop(ident, None)
-            self.settings.clear()
+            self.settings.pop(ident, None)
             # Its keys are gone too when the pool was deleted.
             self.keys.clear()
         else:
