@@ -59,6 +59,8 @@ async def pool_access(
     role = await role_in_pool(session, principal, pool_id)
     pool = None
     if role is not None:
+        # A locked read must come from the database, whatever the caller passed.
+        caches = None if for_update else caches
         pool = caches.pools.get(pool_id) if caches is not None else None
         if pool is None:
             generation = caches.generation if caches is not None else 0
